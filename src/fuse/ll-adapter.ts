@@ -1,0 +1,813 @@
+import { constants as fsc } from 'node:fs';
+import { toErrno } from '../union/errors.ts';
+import type { Attr, Owner, TimeArg, UnionFs } from '../union/unionfs.ts';
+import type { DirItem } from '../union/readdir.ts';
+import { log } from '../log.ts';
+import {
+  EIO, LowLevelSession, SetAttr, direntSize,
+  type Dirent, type Entry, type ExitInfo, type LowLevelOps, type Request, type SetattrArgs, type Stat,
+} from './lowlevel.ts';
+
+/**
+ * The FUSE adapter on layerfs' own libfuse3 low-level binding (./lowlevel.ts): it keeps the
+ * inode table (node id → parent, name, lookup count), rebuilds union paths from it, and
+ * translates each request into a UnionFs call. Nothing of the union rules lives here.
+ *
+ * Node ids are the table's own, handed out in increasing order and never reused; the inode
+ * numbers the kernel reports (st_ino) are UnionFs' (64-bit). A name that was unlinked or
+ * renamed over stays in the table (detached) until the kernel forgets it; a renamed directory
+ * carries its subtree along, since children refer to their parent node.
+ */
+
+export interface LowLevelMountOptions {
+  mountpoint: string;
+  fsname: string;
+  readonly: boolean;
+  allowOther: boolean;
+  /** Seconds the kernel may cache entries (also negative ones) and attributes. */
+  cacheTimeout: number;
+  /** Extra mount options (nosuid, nodev, noexec, noatime...). */
+  extra: string[];
+  debug: boolean;
+  /** FUSE_CAP_WRITEBACK_CACHE; off by default. */
+  writebackCache?: boolean;
+  /**
+   * READDIRPLUS: listings that carry each entry's attributes, saving a LOOKUP per name for
+   * `ls -l` and costing a union lookup per name for listings nobody stats (`find`). true
+   * (default): served adaptively (see readdir()); 'always': every entry; false: not at all.
+   */
+  readdirplus?: boolean | 'always';
+  /** How requests reach the JS thread (see lowlevel.ts); default DEFAULT_DISPATCH. */
+  dispatch?: 'thread' | 'inline';
+  /** Keep the kernel's page cache of files and directory listings across opens (default true). */
+  keepCache?: boolean;
+  /** Where handler mistakes and EIO causes are reported (default src/log.ts). */
+  logger?: (msg: string) => void;
+}
+
+export interface LowLevelMount {
+  /** Stop serving, answer what is left, unmount, free. */
+  unmount(): Promise<void>;
+  /** Resolves once the session ended, whoever ended it (unmount(), umount, fusermount3 -u). */
+  exited: Promise<void>;
+  /** How it ended. */
+  exitInfo: Promise<ExitInfo>;
+  session: LowLevelSession;
+  /** Nodes the kernel currently knows (root included). */
+  nodeCount(): number;
+}
+
+/** Operations a later UnionFs may offer; the adapter serves them when it does. */
+interface UnionFsExtensions {
+  fallocate(fh: number, mode: number, off: number, len: number): void | Promise<void>;
+  lseek(fh: number, off: number, whence: number): number | Promise<number>;
+  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number, flags: number): number | Promise<number>;
+}
+
+// ------------------------------------------------------------------------------------------
+// the inode table
+
+export const ROOT_ID = 1;
+
+export interface Node {
+  readonly id: number;
+  /** null: the root, or a node whose name is gone (unlinked, renamed over). */
+  parent: Node | null;
+  name: string;
+  lookups: number;
+  children?: Map<string, Node>;
+  /** UnionFs handles open on this node (an unlinked file is still reached through them). */
+  fhs?: Set<number>;
+  /**
+   * Last known to have several names (a non-directory with nlink > 1). Node ids are per name,
+   * so the kernel keeps one cache per name; such objects are not cached at all (attributes
+   * time out at once, pages are dropped at each open), so every name sees every change.
+   */
+  shared?: boolean;
+  /** Names looked up in this directory since its last readdirplus (see readdir()). */
+  childLookups?: number;
+}
+
+export class InodeTable {
+  private readonly nodes = new Map<number, Node>();
+  private nextId = ROOT_ID + 1;
+  readonly root: Node;
+
+  constructor() {
+    this.root = { id: ROOT_ID, parent: null, name: '', lookups: 1 };
+    this.nodes.set(ROOT_ID, this.root);
+  }
+
+  get size(): number {
+    return this.nodes.size;
+  }
+
+  get(id: number): Node | undefined {
+    return this.nodes.get(id);
+  }
+
+  /** The union path of a node, or null when its name is gone. */
+  path(n: Node): string | null {
+    if (n === this.root) return '/';
+    const parts: string[] = [];
+    for (let c: Node = n; c !== this.root; ) {
+      if (!c.parent) return null;
+      parts.push(c.name);
+      c = c.parent;
+    }
+    let p = '';
+    for (let i = parts.length - 1; i >= 0; i--) p += '/' + parts[i];
+    return p;
+  }
+
+  child(parent: Node, name: string): Node | undefined {
+    return parent.children?.get(name);
+  }
+
+  /** The node at parent/name, created (with no lookups yet) when there is none. */
+  ensureChild(parent: Node, name: string): { node: Node; created: boolean } {
+    const got = parent.children?.get(name);
+    if (got) return { node: got, created: false };
+    const node: Node = { id: this.nextId++, parent, name, lookups: 0 };
+    (parent.children ??= new Map()).set(name, node);
+    this.nodes.set(node.id, node);
+    return { node, created: true };
+  }
+
+  /** Remove a node the kernel does not know (lookup count 0). */
+  dropIfUnused(n: Node): void {
+    if (n.lookups > 0 || n === this.root) return;
+    this.nodes.delete(n.id);
+    if (n.parent && n.parent.children?.get(n.name) === n) {
+      n.parent.children.delete(n.name);
+      if (n.parent.children.size === 0) n.parent.children = undefined;
+    }
+  }
+
+  forget(id: number, count: number): void {
+    const n = this.nodes.get(id);
+    if (!n || n === this.root) return;
+    n.lookups -= count;
+    if (n.lookups <= 0) {
+      n.lookups = 0;
+      this.dropIfUnused(n);
+    }
+  }
+
+  /** The name is gone; the node lives on (detached) until forgotten. */
+  detach(n: Node): void {
+    if (n.parent && n.parent.children?.get(n.name) === n) {
+      n.parent.children.delete(n.name);
+      if (n.parent.children.size === 0) n.parent.children = undefined;
+    }
+    n.parent = null;
+  }
+
+  move(n: Node, parent: Node, name: string): void {
+    if (n.parent && n.parent.children?.get(n.name) === n) n.parent.children.delete(n.name);
+    const there = parent.children?.get(name);
+    if (there && there !== n) this.detach(there);
+    n.parent = parent;
+    n.name = name;
+    (parent.children ??= new Map()).set(name, n);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// helpers
+
+const typeMode: Record<string, number> = {
+  dir: fsc.S_IFDIR, file: fsc.S_IFREG, symlink: fsc.S_IFLNK, fifo: fsc.S_IFIFO,
+  chr: fsc.S_IFCHR, blk: fsc.S_IFBLK, sock: fsc.S_IFSOCK, other: 0,
+};
+
+const O_ACCMODE = 3;
+const RENAME_EXCHANGE = 2;
+const ZERO_ATTR: Stat = {
+  ino: 0n, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, blksize: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n,
+};
+
+function fsError(code: string): Error & { code: string } {
+  return Object.assign(new Error(code), { code });
+}
+
+function joinChild(dir: string, name: string): string {
+  return dir === '/' ? '/' + name : dir + '/' + name;
+}
+
+/** Read buffers: replies are written synchronously, so a buffer is free again right after. */
+class BufferPool {
+  private readonly free: Buffer[] = [];
+  constructor(private readonly size: number, private readonly max: number) {}
+  get(n: number): Buffer {
+    if (n > this.size) return Buffer.allocUnsafeSlow(n);
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+  put(b: Buffer): void {
+    if (b.length === this.size && this.free.length < this.max) this.free.push(b);
+  }
+}
+
+interface DirHandle {
+  node: Node;
+  items: DirItem[] | null;
+}
+
+// ------------------------------------------------------------------------------------------
+// the adapter
+
+export class LowLevelAdapter {
+  readonly table = new InodeTable();
+  session?: LowLevelSession;
+  private readonly dirs = new Map<number, DirHandle>();
+  private readonly fhNode = new Map<number, Node>();
+  private nextDir = 1;
+  private readonly pool = new BufferPool(1 << 20, 16);
+  private readonly t: number;
+  private readonly keepCache: boolean;
+  private readonly log: (msg: string) => void;
+  private readonly ext: Partial<UnionFsExtensions>;
+
+  constructor(private readonly fs: UnionFs, private readonly o: LowLevelMountOptions) {
+    this.t = o.cacheTimeout;
+    this.keepCache = o.keepCache ?? true;
+    this.log = o.logger ?? log;
+    this.ext = fs as unknown as Partial<UnionFsExtensions>;
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  private node(id: number): Node {
+    const n = this.table.get(id);
+    if (!n) throw fsError('ESTALE');
+    return n;
+  }
+
+  private pathOf(id: number): string {
+    const p = this.table.path(this.node(id));
+    if (p === null) throw fsError('ENOENT');
+    return p;
+  }
+
+  private owner(r: Request): Owner {
+    return { uid: r.uid, gid: r.gid };
+  }
+
+  private opened(n: Node, fh: number): void {
+    (n.fhs ??= new Set()).add(fh);
+    this.fhNode.set(fh, n);
+  }
+
+  private released(fh: number): void {
+    const n = this.fhNode.get(fh);
+    if (!n) return;
+    this.fhNode.delete(fh);
+    n.fhs?.delete(fh);
+    if (n.fhs?.size === 0) n.fhs = undefined;
+  }
+
+  /** A handle to reach a node by when its name is gone. */
+  private anyFh(n: Node, fh: number | null): number | null {
+    if (fh !== null) return fh;
+    if (n.fhs) for (const h of n.fhs) return h;
+    return null;
+  }
+
+  private entry(n: Node, attr: Attr): Entry {
+    return { nodeid: n.id, attr, entryTimeout: this.t, attrTimeout: this.attrTimeout(n, attr) };
+  }
+
+  private attrTimeout(n: Node, attr: Attr): number {
+    n.shared = attr.nlink > 1 && (attr.mode & fsc.S_IFMT) !== fsc.S_IFDIR;
+    return n.shared ? 0 : this.t;
+  }
+
+  private replyAttr(r: Request, n: Node, attr: Attr): void {
+    r.attr(attr, this.attrTimeout(n, attr));
+  }
+
+  /** Run a handler body; a thrown error is answered with its errno (EIO, logged, for unknown ones). */
+  private run(r: Request, f: () => void | Promise<void>): void | Promise<void> {
+    this.session ??= r.session;
+    try {
+      const p = f();
+      if (p) return p.catch((e) => this.fail(r, e));
+    } catch (e) {
+      this.fail(r, e);
+    }
+  }
+
+  private fail(r: Request, e: unknown): void {
+    const n = -toErrno(e);
+    if (r.answered) {
+      this.log(`${r.opName}: error after the answer: ${(e as Error)?.stack ?? e}`);
+      return;
+    }
+    if (n === EIO) this.log(`${r.opName}: ${(e as Error)?.stack ?? e}`);
+    r.err(n);
+  }
+
+  /** Answer an entry; the lookup count goes up only if the kernel took it. */
+  private replyEntry(r: Request, parent: Node, name: string, attr: Attr): void {
+    const { node, created } = this.table.ensureChild(parent, name);
+    if (r.entry(this.entry(node, attr)) === 0) node.lookups++;
+    else if (created) this.table.dropIfUnused(node);
+  }
+
+  /**
+   * Copy-up changes the inode number (and so the attributes) of an object and of its lower-only
+   * ancestors behind the kernel's back. Before a change: the nodes from `starts` up that are
+   * not in the upper yet. After it: drop the kernel's attributes of those now copied up (attr
+   * invalidation takes no kernel lock, so it is safe while requests are in flight).
+   */
+  private notUpper(starts: (Node | undefined)[]): Node[] | null {
+    if (this.fs.readonly) return null;
+    let out: Node[] | null = null;
+    for (const s of starts) {
+      for (let n: Node | null | undefined = s; n; n = n.parent) {
+        const p = this.table.path(n);
+        if (p === null) break;
+        const e = this.fs.lookup(p);
+        if (!e || this.fs.layers[e.layer]!.isUpper) break;
+        (out ??= []).push(n);
+      }
+    }
+    return out;
+  }
+
+  private copiedUp(nodes: Node[] | null): void {
+    if (!nodes || !this.session) return;
+    for (const n of nodes) {
+      const p = this.table.path(n);
+      if (p === null) continue;
+      let e;
+      try {
+        e = this.fs.lookup(p);
+      } catch {
+        continue;
+      }
+      if (e && this.fs.layers[e.layer]!.isUpper) this.session.notifyInvalInode(n.id, -1, 0);
+    }
+  }
+
+  private async watching<T>(starts: (Node | undefined)[], f: () => Promise<T>): Promise<T> {
+    let before: Node[] | null = null;
+    try {
+      before = this.notUpper(starts);
+    } catch {
+      before = null;
+    }
+    try {
+      return await f();
+    } finally {
+      this.copiedUp(before);
+    }
+  }
+
+  // ---------------------------------------------------------------- operations
+
+  ops(): LowLevelOps {
+    const fs = this.fs;
+    const t = this.table;
+    const ops: LowLevelOps = {
+      lookup: (r, parent, name) =>
+        this.run(r, () => {
+          const p = this.node(parent);
+          const dir = t.path(p);
+          if (dir === null) throw fsError('ENOENT');
+          p.childLookups = (p.childLookups ?? 0) + 1;
+          let attr: Attr;
+          try {
+            attr = fs.getattr(joinChild(dir, name));
+          } catch (e) {
+            if ((e as { code?: string }).code === 'ENOENT' && this.t > 0) {
+              r.negative(this.t);
+              return;
+            }
+            throw e;
+          }
+          this.replyEntry(r, p, name, attr);
+        }),
+
+      forget: (nodeid, nlookup) => t.forget(nodeid, nlookup),
+
+      getattr: (r, ino, fh) =>
+        this.run(r, () => {
+          const n = this.node(ino);
+          const p = t.path(n);
+          const h = this.anyFh(n, fh);
+          if (p !== null) {
+            try {
+              this.replyAttr(r, n, fs.getattr(p));
+              return;
+            } catch (e) {
+              if (h === null || (e as { code?: string }).code !== 'ENOENT') throw e;
+            }
+          }
+          // Unlinked but open (fstat after unlink comes without a handle): the handle still knows the file.
+          if (h === null) throw fsError('ENOENT');
+          this.replyAttr(r, n, fs.fgetattr(h));
+        }),
+
+      setattr: (r, ino, a, fh) => this.run(r, () => this.setattr(r, ino, a, fh)),
+
+      readlink: (r, ino) => this.run(r, () => void r.readlink(fs.readlink(this.pathOf(ino)))),
+
+      mknod: (r, parent, name, mode, rdev) =>
+        this.run(r, () => this.create(r, parent, name, (p) => fs.mknod(p, mode, rdev, this.owner(r)))),
+
+      mkdir: (r, parent, name, mode) =>
+        this.run(r, () => this.create(r, parent, name, (p) => fs.mkdir(p, mode, this.owner(r)))),
+
+      symlink: (r, parent, name, target) =>
+        this.run(r, () => this.create(r, parent, name, (p) => fs.symlink(target, p, this.owner(r)))),
+
+      link: (r, ino, newparent, newname) =>
+        this.run(r, async () => {
+          const src = this.node(ino);
+          const np = this.node(newparent);
+          const sp = t.path(src);
+          const dp = t.path(np);
+          if (sp === null || dp === null) throw fsError('ENOENT');
+          const dst = joinChild(dp, newname);
+          await this.watching([src, np], () => fs.link(sp, dst));
+          this.replyEntry(r, np, newname, fs.getattr(dst));
+        }),
+
+      unlink: (r, parent, name) => this.run(r, () => this.remove(r, parent, name, false)),
+      rmdir: (r, parent, name) => this.run(r, () => this.remove(r, parent, name, true)),
+
+      rename: (r, parent, name, newparent, newname, flags) =>
+        this.run(r, async () => {
+          const p = this.node(parent);
+          const np = this.node(newparent);
+          const sp = t.path(p);
+          const dp = t.path(np);
+          if (sp === null || dp === null) throw fsError('ENOENT');
+          const src = joinChild(sp, name);
+          const dst = joinChild(dp, newname);
+          await this.watching([t.child(p, name), np], () => fs.rename(src, dst, flags));
+          const moved = t.child(p, name);
+          const there = t.child(np, newname);
+          if (flags & RENAME_EXCHANGE) {
+            if (moved) t.detach(moved);
+            if (there) t.detach(there);
+            if (moved) t.move(moved, np, newname);
+            if (there) t.move(there, p, name);
+          } else {
+            if (there && there !== moved) t.detach(there);
+            if (moved) t.move(moved, np, newname);
+          }
+          r.ok();
+        }),
+
+      open: (r, ino, flags) =>
+        this.run(r, async () => {
+          const n = this.node(ino);
+          const p = t.path(n);
+          if (p === null) throw fsError('ENOENT');
+          let f = flags;
+          // With the writeback cache the kernel may read through a write-only handle.
+          if (this.o.writebackCache && (f & O_ACCMODE) === fsc.O_WRONLY) f = (f & ~O_ACCMODE) | fsc.O_RDWR;
+          const writing = (f & O_ACCMODE) !== fsc.O_RDONLY || (f & fsc.O_TRUNC) !== 0;
+          const fh = writing ? await this.watching([n], () => fs.open(p, f)) : await fs.open(p, f);
+          // -ENOENT: the open was interrupted; no release will come for it.
+          if (r.open(fh, { keepCache: this.keepCache && !n.shared }) === 0) this.opened(n, fh);
+          else fs.release(fh);
+        }),
+
+      create: (r, parent, name, mode, flags) =>
+        this.run(r, async () => {
+          const pn = this.node(parent);
+          const dir = t.path(pn);
+          if (dir === null) throw fsError('ENOENT');
+          const path = joinChild(dir, name);
+          let f = flags;
+          if (this.o.writebackCache && (f & O_ACCMODE) === fsc.O_WRONLY) f = (f & ~O_ACCMODE) | fsc.O_RDWR;
+          const fh = await this.watching([pn], () => fs.create(path, mode, f, this.owner(r)));
+          let attr: Attr;
+          try {
+            attr = fs.getattr(path);
+          } catch (e) {
+            fs.release(fh);
+            throw e;
+          }
+          const { node, created } = t.ensureChild(pn, name);
+          if (r.create(this.entry(node, attr), fh, { keepCache: this.keepCache }) === 0) {
+            node.lookups++;
+            this.opened(node, fh);
+          } else {
+            fs.release(fh);
+            if (created) t.dropIfUnused(node);
+          }
+        }),
+
+      read: (r, _ino, fh, size, off) =>
+        this.run(r, async () => {
+          const buf = this.pool.get(size);
+          try {
+            const n = await fs.read(fh, buf, size, off);
+            r.buf(buf, n);
+          } finally {
+            this.pool.put(buf);
+          }
+        }),
+
+      write: (r, _ino, fh, data, off) =>
+        this.run(r, async () => {
+          try {
+            r.write(await fs.write(fh, data, data.length, off));
+          } finally {
+            r.session.recycle(data); // the next request is read into this memory
+          }
+        }),
+
+      release: (r, _ino, fh) =>
+        this.run(r, () => {
+          this.released(fh);
+          fs.release(fh);
+          r.ok();
+        }),
+
+      fsync: (r, _ino, fh, datasync) =>
+        this.run(r, async () => {
+          await fs.fsync(fh, datasync);
+          r.ok();
+        }),
+
+      opendir: (r, ino) =>
+        this.run(r, () => {
+          const n = this.node(ino);
+          const p = t.path(n);
+          if (p === null) throw fsError('ENOENT');
+          const e = fs.lookup(p);
+          if (!e) throw fsError('ENOENT');
+          if (e.type !== 'dir') throw fsError('ENOTDIR');
+          const id = this.nextDir++;
+          this.dirs.set(id, { node: n, items: null });
+          // The kernel may keep listings: every change to a directory's entries goes through
+          // it (and drops the cached listing), as for file data.
+          const cache = this.keepCache;
+          if (r.open(id, { cacheReaddir: cache, keepCache: cache }) !== 0) this.dirs.delete(id);
+        }),
+
+      readdir: (r, _ino, fh, size, off) => this.run(r, () => this.readdir(r, fh, size, off, false)),
+      readdirplus: (r, _ino, fh, size, off) => this.run(r, () => this.readdir(r, fh, size, off, true)),
+
+      releasedir: (r, _ino, fh) =>
+        this.run(r, () => {
+          this.dirs.delete(fh);
+          r.ok();
+        }),
+
+      fsyncdir: (r) => void r.ok(),
+
+      statfs: (r) =>
+        this.run(r, () => {
+          const s = fs.statfs();
+          r.statfs({
+            bsize: s.bsize, frsize: s.frsize || s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
+            files: s.files, ffree: s.ffree, favail: s.ffree, fsid: s.fsid, flag: 0, namemax: s.namelen,
+          });
+        }),
+
+      setxattr: (r, ino, name, value, flags) =>
+        this.run(r, async () => {
+          const n = this.node(ino);
+          const p = t.path(n);
+          if (p === null) throw fsError('ENOENT');
+          await this.watching([n], () => fs.setxattr(p, name, value, flags));
+          r.ok();
+        }),
+
+      getxattr: (r, ino, name, size) => this.run(r, () => void r.xattr(fs.getxattr(this.pathOf(ino), name), size)),
+
+      listxattr: (r, ino, size) =>
+        this.run(r, () => {
+          const names = fs.listxattr(this.pathOf(ino));
+          r.xattr(Buffer.from(names.map((x) => x + '\0').join(''), 'utf8'), size);
+        }),
+
+      removexattr: (r, ino, name) =>
+        this.run(r, async () => {
+          const n = this.node(ino);
+          const p = t.path(n);
+          if (p === null) throw fsError('ENOENT');
+          await this.watching([n], () => fs.removexattr(p, name));
+          r.ok();
+        }),
+
+      access: (r, ino, mask) =>
+        this.run(r, () => {
+          fs.access(this.pathOf(ino), mask);
+          r.ok();
+        }),
+    };
+
+    if (this.o.readdirplus === false) delete ops.readdirplus;
+
+    // Served once the union core offers them; until then the kernel falls back by itself
+    // (ENOSYS: fallocate fails EOPNOTSUPP, copy_file_range copies through read/write,
+    // SEEK_DATA/SEEK_HOLE treat the file as all data).
+    const ext = this.ext;
+    if (typeof ext.fallocate === 'function') {
+      ops.fallocate = (r, _ino, fh, mode, off, len) =>
+        this.run(r, async () => {
+          await ext.fallocate!.call(fs, fh, mode, off, len);
+          r.ok();
+        });
+    }
+    if (typeof ext.lseek === 'function') {
+      ops.lseek = (r, _ino, fh, off, whence) =>
+        this.run(r, async () => void r.lseek(await ext.lseek!.call(fs, fh, off, whence)));
+    }
+    if (typeof ext.copyFileRange === 'function') {
+      ops.copyFileRange = (r, _inoIn, fhIn, offIn, _inoOut, fhOut, offOut, len, flags) =>
+        this.run(r, async () => void r.write(await ext.copyFileRange!.call(fs, fhIn, offIn, fhOut, offOut, len, flags)));
+    }
+    return ops;
+  }
+
+  private async setattr(r: Request, ino: number, a: SetattrArgs, fh: number | null): Promise<void> {
+    const fs = this.fs;
+    const n = this.node(ino);
+    const p = this.table.path(n);
+    const set = a.toSet;
+    const h = p === null ? this.anyFh(n, fh) : fh;
+    await this.watching([n], async () => {
+      if (set & SetAttr.SIZE) {
+        let done = false;
+        if (h !== null) {
+          try {
+            fs.ftruncate(h, a.size);
+            done = true;
+          } catch (e) {
+            if (p === null || (e as { code?: string }).code !== 'EBADF') throw e;
+          }
+        }
+        if (!done) {
+          if (p === null) throw fsError('ENOENT');
+          await fs.truncate(p, a.size);
+        }
+      }
+      const rest = SetAttr.UID | SetAttr.GID | SetAttr.MODE | SetAttr.ATIME | SetAttr.MTIME;
+      if ((set & rest) && p === null) throw fsError('ENOENT');
+      // Owner before mode: chown clears set-id bits, a mode given with it must stick.
+      if (set & (SetAttr.UID | SetAttr.GID)) {
+        await fs.chown(p!, set & SetAttr.UID ? a.uid : -1, set & SetAttr.GID ? a.gid : -1);
+      }
+      if (set & SetAttr.MODE) await fs.chmod(p!, a.mode);
+      if (set & (SetAttr.ATIME | SetAttr.MTIME)) {
+        const at: TimeArg = set & SetAttr.ATIME ? (set & SetAttr.ATIME_NOW ? 'now' : a.atime) : 'omit';
+        const mt: TimeArg = set & SetAttr.MTIME ? (set & SetAttr.MTIME_NOW ? 'now' : a.mtime) : 'omit';
+        await fs.utimens(p!, at, mt);
+      }
+    });
+    let attr: Attr;
+    if (p !== null) attr = fs.getattr(p);
+    else if (h !== null) attr = fs.fgetattr(h);
+    else throw fsError('ENOENT');
+    this.replyAttr(r, n, attr);
+  }
+
+  private async create(r: Request, parent: number, name: string, make: (path: string) => Promise<void>): Promise<void> {
+    const pn = this.node(parent);
+    const dir = this.table.path(pn);
+    if (dir === null) throw fsError('ENOENT');
+    const path = joinChild(dir, name);
+    await this.watching([pn], () => make(path));
+    this.replyEntry(r, pn, name, this.fs.getattr(path));
+  }
+
+  private async remove(r: Request, parent: number, name: string, dir: boolean): Promise<void> {
+    const pn = this.node(parent);
+    const d = this.table.path(pn);
+    if (d === null) throw fsError('ENOENT');
+    const path = joinChild(d, name);
+    await this.watching([pn], () => (dir ? this.fs.rmdir(path) : this.fs.unlink(path)));
+    const n = this.table.child(pn, name);
+    if (n) this.table.detach(n);
+    r.ok();
+  }
+
+  /**
+   * readdir and readdirplus from a listing taken at offset 0 (and kept for the handle, so
+   * that offsets stay stable while the directory is read). Offsets: '.' 0, '..' 1, then the
+   * listing; each entry carries the offset of the next one. readdirplus entries count as
+   * lookups once the kernel took them ('.' and '..' excepted).
+   *
+   * Attributes in readdirplus cost a full union lookup per name, more than the LOOKUP round
+   * trip they save, and are wasted on listings nobody stats (find). So, as the kernel's own
+   * READDIRPLUS_AUTO advice does, they are given only for a directory whose names were looked
+   * up since its previous readdirplus (`ls -l` again); otherwise the entries go without
+   * attributes (node id 0: the kernel takes them as plain entries).
+   */
+  private readdir(r: Request, fh: number, size: number, off: number, askedPlus: boolean): void {
+    const fs = this.fs;
+    const t = this.table;
+    const dh = this.dirs.get(fh);
+    if (!dh) throw fsError('EBADF');
+    const dir = t.path(dh.node);
+    if (dir === null) {
+      r.dirents([], askedPlus, size); // removed while open: nothing left to list
+      return;
+    }
+    const plus = askedPlus && (this.o.readdirplus === 'always' || (dh.node.childLookups ?? 0) > 0);
+    if (askedPlus) dh.node.childLookups = 0;
+    if (off === 0 || !dh.items) dh.items = fs.readdir(dir);
+    const items = dh.items;
+    const total = items.length + 2;
+    const list: Dirent[] = [];
+    const nodes: (Node | null)[] = [];
+    const created: Node[] = [];
+    let used = 0;
+    for (let i = off; i < total; i++) {
+      let name: string;
+      let entry: Entry;
+      let node: Node | null = null;
+      if (i < 2) {
+        name = i === 0 ? '.' : '..';
+        const target = i === 0 || dir === '/' ? dir : dir.slice(0, dir.lastIndexOf('/')) || '/';
+        let ino: bigint = 1n;
+        try {
+          ino = fs.getattr(target).ino;
+        } catch {
+          // keep 1
+        }
+        entry = { nodeid: 0, attr: { ...ZERO_ATTR, ino, mode: fsc.S_IFDIR }, entryTimeout: 0, attrTimeout: 0 };
+      } else {
+        const it = items[i - 2]!;
+        name = it.name;
+        if (plus) {
+          let attr: Attr | null = null;
+          try {
+            attr = fs.getattr(joinChild(dir, name));
+          } catch {
+            attr = null; // gone since the listing: a plain entry
+          }
+          if (attr) {
+            const got = t.ensureChild(dh.node, name);
+            node = got.node;
+            if (got.created) created.push(node);
+            entry = this.entry(node, attr);
+          } else {
+            entry = { nodeid: 0, attr: { ...ZERO_ATTR, ino: fs.direntIno(dir, it) || 1n, mode: typeMode[it.type] ?? 0 }, entryTimeout: 0, attrTimeout: 0 };
+          }
+        } else {
+          // readdir(3) skips entries whose d_ino is 0.
+          const ino = fs.direntIno(dir, it) || 1n;
+          entry = { nodeid: 0, attr: { ...ZERO_ATTR, ino, mode: typeMode[it.type] ?? 0 }, entryTimeout: 0, attrTimeout: 0 };
+        }
+      }
+      const sz = direntSize(Buffer.byteLength(name), askedPlus);
+      if (used + sz > size) {
+        if (node && created.at(-1) === node) {
+          created.pop();
+          t.dropIfUnused(node);
+        }
+        break;
+      }
+      used += sz;
+      list.push({ name, off: i + 1, entry });
+      nodes.push(node);
+    }
+    const sent = r.dirents(list, askedPlus, size);
+    if (plus && sent > 0) {
+      for (let k = 0; k < sent; k++) {
+        const n = nodes[k];
+        if (n) n.lookups++;
+      }
+    }
+    for (const n of created) t.dropIfUnused(n);
+  }
+}
+
+/**
+ * Mount a UnionFs through the low-level binding. Resolves once the kernel's FUSE_INIT was
+ * processed (the mount serves). Same options as mountNative, plus optional extras.
+ */
+export async function mountLowLevel(fs: UnionFs, opts: LowLevelMountOptions): Promise<LowLevelMount> {
+  const adapter = new LowLevelAdapter(fs, opts);
+  const session = await LowLevelSession.mount(adapter.ops(), {
+    mountpoint: opts.mountpoint,
+    fsname: opts.fsname,
+    subtype: 'layerfs',
+    allowOther: opts.allowOther,
+    defaultPermissions: opts.allowOther,
+    readonly: opts.readonly,
+    options: opts.extra,
+    debug: opts.debug,
+    writebackCache: opts.writebackCache,
+    dispatch: opts.dispatch,
+    logger: opts.logger,
+  });
+  adapter.session = session;
+  return {
+    unmount: () => session.unmount(),
+    exited: session.exited.then(() => undefined),
+    exitInfo: session.exited,
+    session,
+    nodeCount: () => adapter.table.size,
+  };
+}
+

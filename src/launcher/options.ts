@@ -1,0 +1,316 @@
+// `layerfs run` command line: parsing and the checks that need no filesystem.
+//
+//   layerfs run [OPTIONS] --lower A:B:C [--upper U --work W] -- CMD [ARGS...]
+//
+// Every bad input becomes a RunError (one line, exit status 125, as docker's launcher errors)
+// before anything is created or mounted.
+
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { splitLowerdirs } from '../config.ts';
+
+/** A launcher error: one line on stderr, exit status 125 (CMD's own statuses stay distinct). */
+export class RunError extends Error {
+  readonly status: number;
+  constructor(message: string, status = 125) {
+    super(`layerfs run: ${message.replace(/[\r\n]+/g, ' ')}`);
+    this.name = 'RunError';
+    this.status = status;
+  }
+}
+
+export interface Volume {
+  /** Host path as given (resolved later). */
+  host: string;
+  /** Absolute, normalized path inside the container (no '..'). */
+  target: string;
+  readonly: boolean;
+}
+
+export type NetMode = 'none' | 'host';
+
+export interface RunOptions {
+  lowers: string[];
+  upper?: string;
+  work?: string;
+  /** An existing directory or mount (e.g. a layerfs mount) used as the root as it is. */
+  rootfs?: string;
+  keep: boolean;
+  env: string[];
+  workdir?: string;
+  user?: { uid: number; gid?: number };
+  hostname?: string;
+  readOnly: boolean;
+  volumes: Volume[];
+  memory?: number;
+  pidsLimit?: number;
+  cpus?: number;
+  net: NetMode;
+  /** A user namespace even as root (always one when not root). */
+  userns: boolean;
+  interactive: boolean;
+  tty: boolean;
+  /** Seconds between the forwarded SIGTERM/SIGINT and SIGKILL. */
+  stopTimeout: number;
+  /** Only reap what launchers that died left behind, run nothing. */
+  cleanupOnly: boolean;
+  help: boolean;
+  command: string[];
+}
+
+export const USAGE = `usage: layerfs run [OPTIONS] --lower A:B:C [--upper U --work W] -- CMD [ARGS...]
+  --lower A:B:C          layers, top-most first        --rootfs DIR      use DIR (e.g. a mount) as the root
+  --upper U --work W     keep changes in U             --keep            keep the throw-away upper (path printed)
+  -e, --env KEY[=VAL]    set a variable                -w, --workdir DIR  working directory inside
+  -u, --user UID[:GID]   run as UID (and GID)          --hostname NAME   host name inside
+  --read-only            root mounted read-only        -v, --volume HOST:CTR[:ro|rw]  bind mount
+  --memory BYTES[k|m|g]  memory limit (OOM-kill)       --pids-limit N    process limit
+  --cpus F               CPU limit                     --net none|host   network (none: only lo)
+  --userns               user namespace as root too    -i, -t, -it       stdin open, TTY
+  --stop-timeout S       SIGTERM..SIGKILL grace (10)   --cleanup         reap what killed launchers left`;
+
+const VALUE_OPTS = new Map<string, string>([
+  ['--lower', 'lower'],
+  ['--upper', 'upper'],
+  ['--work', 'work'],
+  ['--rootfs', 'rootfs'],
+  ['-e', 'env'],
+  ['--env', 'env'],
+  ['-w', 'workdir'],
+  ['--workdir', 'workdir'],
+  ['-u', 'user'],
+  ['--user', 'user'],
+  ['--hostname', 'hostname'],
+  ['-h', 'hostname'],
+  ['-v', 'volume'],
+  ['--volume', 'volume'],
+  ['--memory', 'memory'],
+  ['-m', 'memory'],
+  ['--pids-limit', 'pids'],
+  ['--cpus', 'cpus'],
+  ['--net', 'net'],
+  ['--network', 'net'],
+  ['--stop-timeout', 'stop'],
+]);
+
+const FLAG_OPTS = new Map<string, string>([
+  ['--keep', 'keep'],
+  ['--read-only', 'readonly'],
+  ['--userns', 'userns'],
+  ['-i', 'interactive'],
+  ['--interactive', 'interactive'],
+  ['-t', 'tty'],
+  ['--tty', 'tty'],
+  ['--cleanup', 'cleanup'],
+  ['--help', 'help'],
+]);
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** "64m", "1g", "1048576", "512k" → bytes. */
+export function parseBytes(s: string): number | null {
+  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)(?:i?b)?$/i.exec(s.trim());
+  if (!m) return null;
+  const v = Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]);
+  return Number.isSafeInteger(v) && v > 0 ? v : null;
+}
+
+/** Container path: absolute, normalized; '..' is refused (it could only lead out of the root). */
+export function containerPath(p: string, what: string): string {
+  if (!p.startsWith('/')) throw new RunError(`${what} '${p}' must be an absolute path inside the container`);
+  if (p.includes('\0')) throw new RunError(`${what} contains a NUL byte`);
+  if (p.split('/').includes('..')) throw new RunError(`${what} '${p}' is outside the container's root ('..' is not allowed)`);
+  return path.posix.normalize(p).replace(/(.)\/+$/, '$1');
+}
+
+export function parseVolume(spec: string): Volume {
+  const parts = spec.split(':');
+  if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]) {
+    throw new RunError(`bad volume '${spec}': expected HOST:CONTAINER[:ro|rw]`);
+  }
+  let readonly = false;
+  if (parts.length === 3) {
+    if (parts[2] === 'ro') readonly = true;
+    else if (parts[2] !== 'rw') throw new RunError(`bad volume '${spec}': mode must be 'ro' or 'rw', not '${parts[2]}'`);
+  }
+  if (!parts[0].startsWith('/')) throw new RunError(`bad volume '${spec}': the host path must be absolute`);
+  const target = containerPath(parts[1], `volume target in '${spec}'`);
+  if (target === '/') throw new RunError(`bad volume '${spec}': cannot mount over the container's root`);
+  return { host: parts[0], target, readonly };
+}
+
+function parseUser(s: string): { uid: number; gid?: number } {
+  const m = /^([0-9]+)(?::([0-9]+))?$/.exec(s);
+  const ok = (v: number): boolean => Number.isSafeInteger(v) && v >= 0 && v < 0xffff_ffff;
+  if (!m || !ok(Number(m[1])) || (m[2] !== undefined && !ok(Number(m[2])))) {
+    throw new RunError(`bad user '${s}': expected numeric UID[:GID]`);
+  }
+  return { uid: Number(m[1]), gid: m[2] === undefined ? undefined : Number(m[2]) };
+}
+
+function parseEnv(s: string, hostEnv: NodeJS.ProcessEnv): string | null {
+  const eq = s.indexOf('=');
+  const key = eq < 0 ? s : s.slice(0, eq);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new RunError(`bad environment variable '${s}': expected KEY=VALUE`);
+  if (s.includes('\0')) throw new RunError(`bad environment variable '${key}': contains a NUL byte`);
+  if (eq >= 0) return s;
+  const v = hostEnv[key]; // -e KEY passes the launcher's value on, as docker does
+  return v === undefined ? null : `${key}=${v}`;
+}
+
+/** Parse the arguments that follow `layerfs run`. Pure apart from reading the CPU count. */
+export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv = process.env): RunOptions {
+  const o: RunOptions = {
+    lowers: [],
+    keep: false,
+    env: [],
+    readOnly: false,
+    volumes: [],
+    net: 'none',
+    userns: false,
+    interactive: false,
+    tty: false,
+    stopTimeout: 10,
+    cleanupOnly: false,
+    help: false,
+    command: [],
+  };
+  let lower: string | undefined;
+  const set = (key: string, v: string, opt: string): void => {
+    switch (key) {
+      case 'lower':
+        if (lower !== undefined) throw new RunError('--lower given twice (list every layer in one, A:B:C)');
+        lower = v;
+        break;
+      case 'upper':
+        o.upper = v;
+        break;
+      case 'work':
+        o.work = v;
+        break;
+      case 'rootfs':
+        o.rootfs = v;
+        break;
+      case 'env': {
+        const e = parseEnv(v, hostEnv);
+        if (e !== null) o.env.push(e);
+        break;
+      }
+      case 'workdir':
+        o.workdir = containerPath(v, '--workdir');
+        break;
+      case 'user':
+        o.user = parseUser(v);
+        break;
+      case 'hostname':
+        if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(v)) throw new RunError(`bad hostname '${v}'`);
+        o.hostname = v;
+        break;
+      case 'volume':
+        o.volumes.push(parseVolume(v));
+        break;
+      case 'memory': {
+        const b = parseBytes(v);
+        if (b === null) throw new RunError(`bad memory limit '${v}': expected a positive number of bytes, e.g. 64m`);
+        if (b < 4 * 1024 * 1024) throw new RunError(`memory limit '${v}' is too small (at least 4m)`);
+        o.memory = b;
+        break;
+      }
+      case 'pids': {
+        const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
+        if (!Number.isSafeInteger(n) || n < 1) throw new RunError(`bad pids limit '${v}': expected a positive integer`);
+        o.pidsLimit = n;
+        break;
+      }
+      case 'cpus': {
+        const n = /^[0-9]*\.?[0-9]+$/.test(v) ? Number(v) : NaN;
+        const max = os.cpus().length;
+        if (!(n >= 0.01 && n <= max)) throw new RunError(`bad cpu limit '${v}': expected a number from 0.01 to ${max}`);
+        o.cpus = n;
+        break;
+      }
+      case 'net':
+        if (v !== 'none' && v !== 'host') throw new RunError(`bad network '${v}': expected 'none' or 'host'`);
+        o.net = v;
+        break;
+      case 'stop': {
+        const n = /^[0-9]+(\.[0-9]+)?$/.test(v) ? Number(v) : NaN;
+        if (!(n >= 0)) throw new RunError(`bad stop timeout '${v}': expected seconds`);
+        o.stopTimeout = n;
+        break;
+      }
+      default:
+        throw new RunError(`internal: unknown option key ${key} (${opt})`);
+    }
+  };
+  const flag = (key: string): void => {
+    if (key === 'keep') o.keep = true;
+    else if (key === 'readonly') o.readOnly = true;
+    else if (key === 'userns') o.userns = true;
+    else if (key === 'interactive') o.interactive = true;
+    else if (key === 'tty') o.tty = true;
+    else if (key === 'cleanup') o.cleanupOnly = true;
+    else if (key === 'help') o.help = true;
+  };
+
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') break; // the command
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    if (FLAG_OPTS.has(name)) {
+      if (eq > 0) throw new RunError(`option '${name}' takes no value`);
+      flag(FLAG_OPTS.get(name)!);
+      continue;
+    }
+    if (VALUE_OPTS.has(name)) {
+      let v: string | undefined;
+      if (eq > 0) v = a.slice(eq + 1);
+      else {
+        v = argv[++i];
+        if (v === undefined) throw new RunError(`option '${name}' needs a value`);
+      }
+      set(VALUE_OPTS.get(name)!, v, name);
+      continue;
+    }
+    // Short options glued together (-it) or to their value (-eK=V, -v/a:/b).
+    if (/^-[a-zA-Z]/.test(a) && !a.startsWith('--')) {
+      const first = `-${a[1]}`;
+      if (VALUE_OPTS.has(first)) {
+        set(VALUE_OPTS.get(first)!, a.slice(2), first);
+        continue;
+      }
+      if ([...a.slice(1)].every((c) => FLAG_OPTS.has(`-${c}`))) {
+        for (const c of a.slice(1)) flag(FLAG_OPTS.get(`-${c}`)!);
+        continue;
+      }
+    }
+    throw new RunError(`unknown option '${a}' (see 'layerfs run --help')`);
+  }
+  o.command = argv.slice(i);
+
+  if (o.cleanupOnly || o.help) return o;
+  if (lower !== undefined) {
+    o.lowers = splitLowerdirs(lower).filter((l) => l !== '');
+    if (o.lowers.length === 0) throw new RunError('--lower needs at least one layer');
+  }
+  if (o.rootfs !== undefined && (lower !== undefined || o.upper !== undefined || o.work !== undefined)) {
+    throw new RunError('--rootfs cannot be combined with --lower/--upper/--work');
+  }
+  if (o.rootfs === undefined && lower === undefined) throw new RunError('missing --lower A:B:C (or --rootfs DIR)');
+  if ((o.upper === undefined) !== (o.work === undefined)) throw new RunError('--upper and --work go together');
+  if (o.keep && o.upper !== undefined) throw new RunError('--keep is for the throw-away upper; with --upper the changes stay anyway');
+  if (o.command.length === 0) throw new RunError('missing command: layerfs run [OPTIONS] --lower A:B -- CMD [ARGS...]');
+  if (o.command[0] === '') throw new RunError('the command is an empty string');
+  const targets = new Set<string>();
+  for (const v of o.volumes) {
+    if (targets.has(v.target)) throw new RunError(`two volumes are mounted at '${v.target}'`);
+    targets.add(v.target);
+  }
+  return o;
+}

@@ -1,0 +1,172 @@
+import { lstatSync, mkdirSync, readlinkSync, rmSync, symlinkSync, chmodSync, lchownSync, type BigIntStats } from 'node:fs';
+import { copyFile, open } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import * as sys from '../sys/index.ts';
+import { isCode } from './errors.ts';
+import { Layer, parentOf } from './layer.ts';
+import type { Entry, Resolver } from './lookup.ts';
+import type { WhiteoutFormat } from './whiteout.ts';
+
+export interface CopyUpEvent {
+  path: string;
+  type: Entry['type'];
+  fromLayer: number;
+  bytes: number;
+  ms: number;
+}
+
+/**
+ * Copy-up: before the first change to an object that lives in a lower layer, a copy of it is
+ * made in the upper — parents first, each with its metadata; then data (regular files), mode,
+ * owner, xattrs (all but overlay-private ones) and nanosecond times. The copy is assembled in
+ * the work directory and renamed into place, so a crash never leaves a partial object visible
+ * in the upper. The upper parent's times are restored afterwards, as the kernel does.
+ * Concurrent copy-ups of one path share one copy.
+ */
+export class CopyUp {
+  private inflight = new Map<string, Promise<void>>();
+  private seq = 0;
+  onCopyUp?: (ev: CopyUpEvent) => void;
+
+  constructor(
+    private readonly layers: Layer[],
+    private readonly upper: Layer,
+    private readonly resolver: Resolver,
+    private readonly wf: WhiteoutFormat,
+    /** A private directory on the upper's filesystem for temporary objects. */
+    private readonly workTmp: string,
+  ) {}
+
+  /** A fresh name in the work directory. */
+  tmpName(): string {
+    return `${this.workTmp}/#${process.pid.toString(16)}-${(++this.seq).toString(16)}`;
+  }
+
+  /** Make sure the object at path exists in the upper; returns its (new) entry. */
+  async ensure(path: string): Promise<Entry> {
+    for (;;) {
+      const e = this.resolver.get(path);
+      if (this.layers[e.layer].isUpper) return e;
+      const running = this.inflight.get(path);
+      if (running) {
+        await running;
+        continue;
+      }
+      const p = this.copy(e);
+      this.inflight.set(path, p);
+      try {
+        await p;
+      } finally {
+        this.inflight.delete(path);
+      }
+    }
+  }
+
+  /** Make sure the directory `path` exists in the upper (copying up its ancestors as needed). */
+  async ensureDir(path: string): Promise<void> {
+    if (path === '/') return;
+    const e = await this.ensure(path);
+    if (e.type !== 'dir') throw Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' });
+  }
+
+  private async copy(e: Entry): Promise<void> {
+    const t0 = performance.now();
+    const parent = parentOf(e.path);
+    await this.ensureDir(parent);
+    const src = this.layers[e.layer].path(e.path);
+    const st = lstatSync(src, { bigint: true });
+    const upperParent = this.upper.path(parent);
+    const pst = lstatSync(upperParent, { bigint: true });
+    const tmp = this.tmpName();
+    let bytes = 0;
+    try {
+      if (st.isDirectory()) {
+        mkdirSync(tmp, 0o700);
+      } else if (st.isFile()) {
+        await copyFileData(src, tmp, Number(st.size));
+        bytes = Number(st.size);
+      } else if (st.isSymbolicLink()) {
+        symlinkSync(readlinkSync(src, { encoding: 'buffer' }), tmp);
+      } else {
+        sys.mknod(tmp, Number(st.mode), st.rdev);
+      }
+      copyMetadata(src, tmp, st, this.wf);
+      sys.renameat2(tmp, this.upper.path(e.path), sys.RENAME_NOREPLACE);
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+    restoreTimes(upperParent, pst);
+    this.resolver.invalidate(e.path);
+    this.onCopyUp?.({ path: e.path, type: e.type, fromLayer: e.layer, bytes, ms: performance.now() - t0 });
+  }
+}
+
+/**
+ * Copy a regular file's data. A file without holes goes through fs.copyFile (in-kernel
+ * copy_file_range, or a reflink where the filesystem has them); a sparse file is copied range
+ * by range between its holes (SEEK_DATA / SEEK_HOLE), so the copy stays sparse, as the
+ * kernel's copy-up keeps it.
+ */
+export async function copyFileData(src: string, dst: string, size: number): Promise<void> {
+  const fin = await open(src, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  try {
+    const firstHole = sys.lseek(fin.fd, 0, sys.SEEK_HOLE);
+    if (firstHole === null || Number(firstHole) >= size) {
+      await copyFile(src, dst, fsc.COPYFILE_EXCL);
+      return;
+    }
+    const fout = await open(dst, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    try {
+      await fout.truncate(size);
+      const buf = Buffer.allocUnsafe(1 << 20);
+      let off = 0;
+      while (off < size) {
+        const data = sys.lseek(fin.fd, off, sys.SEEK_DATA);
+        if (data === null) break;
+        const hole = Math.min(Number(sys.lseek(fin.fd, data, sys.SEEK_HOLE) ?? size), size);
+        for (let p = Number(data); p < hole; ) {
+          const { bytesRead } = await fin.read(buf, 0, Math.min(buf.length, hole - p), p);
+          if (bytesRead === 0) break;
+          await fout.write(buf, 0, bytesRead, p);
+          p += bytesRead;
+        }
+        off = hole;
+      }
+    } finally {
+      await fout.close();
+    }
+  } finally {
+    await fin.close();
+  }
+}
+
+/** Owner, mode, xattrs (but overlay-private ones) and times of src onto dst; dst is not followed. */
+export function copyMetadata(src: string, dst: string, st: BigIntStats, wf: WhiteoutFormat): void {
+  // Owner first: chown(2) drops security.capability (and set-id bits), so xattrs and mode
+  // come after it.
+  lchownSync(dst, Number(st.uid), Number(st.gid));
+  for (const name of sys.llistxattr(src)) {
+    if (wf.isPrivateXattr(name)) continue;
+    const v = sys.lgetxattr(src, name);
+    if (v === null) continue;
+    try {
+      sys.lsetxattr(dst, name, v);
+    } catch (err) {
+      if (!isCode(err, 'ENOTSUP', 'EOPNOTSUPP')) throw err;
+    }
+  }
+  // A symlink's mode cannot be set.
+  if (!st.isSymbolicLink()) chmodSync(dst, Number(st.mode) & 0o7777);
+  restoreTimes(dst, st);
+}
+
+export function restoreTimes(abs: string, st: BigIntStats): void {
+  sys.utimensat(abs, sys.timespecFromNs(st.atimeNs), sys.timespecFromNs(st.mtimeNs), { nofollow: true });
+}
+
+/** Remove a tree that was moved into the work directory. */
+export function removeTree(abs: string): void {
+  rmSync(abs, { recursive: true, force: true });
+}
+

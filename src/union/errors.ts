@@ -1,0 +1,34 @@
+import { constants } from 'node:os';
+
+/** An error carrying a POSIX errno name, as the FUSE adapter answers it. */
+export class FsError extends Error {
+  readonly code: string;
+  constructor(code: string, message?: string) {
+    super(message ? `${code}: ${message}` : code);
+    this.code = code;
+  }
+}
+
+export function fsErr(code: string, message?: string): FsError {
+  return new FsError(code, message);
+}
+
+const errnoTable = constants.errno as Record<string, number>;
+
+/** Negative errno for an error thrown by the core, node:fs or src/sys; EIO for anything unknown. */
+export function toErrno(e: unknown): number {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code in errnoTable) return -errnoTable[code];
+  return -errnoTable.EIO;
+}
+
+export function errCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** True when e is an fs error with one of the given codes. */
+export function isCode(e: unknown, ...codes: string[]): boolean {
+  const c = errCode(e);
+  return c !== undefined && codes.includes(c);
+}

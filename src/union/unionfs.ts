@@ -1,0 +1,625 @@
+import {
+  chmodSync, closeSync, fstatSync, fsyncSync, ftruncateSync, lchownSync, linkSync, lstatSync, mkdirSync,
+  mkdirSync as mkdirp, openSync, readdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync, rmdirSync,
+  type BigIntStats,
+} from 'node:fs';
+import { read as readCb, write as writeCb, fsync as fsyncCb, fdatasync as fdatasyncCb } from 'node:fs';
+import { constants as fsc } from 'node:fs';
+import { promisify } from 'node:util';
+import * as sys from '../sys/index.ts';
+import { CopyUp, removeTree, restoreTimes } from './copyup.ts';
+import { FsError, fsErr, isCode } from './errors.ts';
+import { InodeMapper } from './inode.ts';
+import { Layer, baseName, checkPath, isWithin, joinPath, parentOf } from './layer.ts';
+import { Resolver, type Entry } from './lookup.ts';
+import { mergedReaddir, type DirItem } from './readdir.ts';
+import { WhiteoutFormat, isOciName, isWhiteoutStat, makeWhiteout } from './whiteout.ts';
+
+const pread = promisify(readCb);
+const pwrite = promisify(writeCb);
+const pfsync = promisify(fsyncCb);
+const pfdatasync = promisify(fdatasyncCb);
+
+export interface UnionOptions {
+  /** Top-most first. */
+  lowerdirs: string[];
+  upperdir?: string;
+  workdir?: string;
+  readonly?: boolean;
+  /** user.overlay.* instead of trusted.overlay.* (kernel option `userxattr`). */
+  userxattr?: boolean;
+  /** Skip fsync to the upper (kernel option `volatile`). */
+  volatile?: boolean;
+  lookupCacheSize?: number;
+}
+
+/** Attributes of a union object, with 64-bit numbers and nanosecond times. */
+export interface Attr {
+  ino: bigint;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: number;
+  size: number;
+  blksize: number;
+  blocks: number;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/** Credentials for new objects; undefined means the daemon's own. */
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+export type TimeArg = sys.Timespec | 'now' | 'omit';
+
+interface OpenFile {
+  /** Union path; follows renames; '' once the name was removed. */
+  path: string;
+  fd: number;
+  /** Whether fd is on the upper. */
+  upper: boolean;
+  /** Earlier fds of this handle (before a copy-up), closed at release. */
+  retired: number[];
+}
+
+const O_ACCMODE = 3;
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const WORK_SUBDIR = 'work';
+
+/**
+ * The union filesystem: the POSIX operations on union paths, composed from lookup, readdir,
+ * copy-up and whiteouts. It works on plain directories and knows nothing of FUSE.
+ * Errors are thrown as objects with an errno `code` ('ENOENT', 'EXDEV', ...).
+ */
+export class UnionFs {
+  readonly layers: Layer[];
+  readonly upper?: Layer;
+  readonly resolver: Resolver;
+  readonly wf: WhiteoutFormat;
+  readonly readonly: boolean;
+  readonly volatile: boolean;
+  private readonly copyup?: CopyUp;
+  private readonly inodes: InodeMapper;
+  private readonly files = new Map<number, OpenFile>();
+  private nextFh = 1;
+  readonly workTmp?: string;
+
+  constructor(opts: UnionOptions) {
+    if (opts.lowerdirs.length === 0) throw new Error('at least one lower layer is needed');
+    const layers: Layer[] = [];
+    if (opts.upperdir) {
+      if (!opts.workdir) throw new Error('upperdir needs workdir');
+      layers.push(new Layer(opts.upperdir, 0, true));
+    }
+    for (const d of opts.lowerdirs) layers.push(new Layer(d, layers.length, false));
+    this.layers = layers;
+    this.upper = opts.upperdir ? layers[0] : undefined;
+    this.readonly = !!opts.readonly || !this.upper;
+    this.volatile = !!opts.volatile;
+    this.wf = new WhiteoutFormat(!!opts.userxattr);
+    this.resolver = new Resolver(layers, this.wf, opts.lookupCacheSize);
+    this.inodes = new InodeMapper(layers.map((l) => lstatSync(l.root, { bigint: true }).dev));
+    if (this.upper && opts.workdir) {
+      this.workTmp = opts.workdir + '/' + WORK_SUBDIR;
+      this.copyup = new CopyUp(layers, this.upper, this.resolver, this.wf, this.workTmp);
+    }
+  }
+
+  /**
+   * Prepare the work directory: whatever a crashed daemon left in it (half-copied files,
+   * directories on their way out) is removed, as the kernel does at mount time.
+   */
+  prepareWorkdir(): void {
+    if (!this.workTmp) return;
+    rmSync(this.workTmp, { recursive: true, force: true });
+    mkdirp(this.workTmp, { mode: 0o700 });
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  lookup(path: string): Entry | null {
+    return this.resolver.find(checkPath(path));
+  }
+
+  getattr(path: string): Attr {
+    const e = this.resolver.get(checkPath(path));
+    return this.attrOf(e);
+  }
+
+  private attrOf(e: Entry): Attr {
+    const st = lstatSync(this.layers[e.layer].path(e.path), { bigint: true });
+    const a = toAttr(st, this.inodes.ino(e.layer, st));
+    // As the kernel does: a merged directory reports one link (tools then don't assume
+    // that nlink-2 counts its subdirectories).
+    if (e.type === 'dir' && e.dirLayers.length > 1) a.nlink = 1;
+    return a;
+  }
+
+  fgetattr(fh: number): Attr {
+    const f = this.file(fh);
+    const st = fstatSync(f.fd, { bigint: true });
+    const e = this.resolver.find(f.path);
+    return toAttr(st, e ? this.inodes.ino(e.layer, st) : st.ino);
+  }
+
+  readdir(path: string): DirItem[] {
+    const e = this.resolver.get(checkPath(path));
+    if (e.type !== 'dir') throw fsErr('ENOTDIR');
+    return mergedReaddir(this.layers, e, this.wf);
+  }
+
+  /** The inode number getattr would report for a listed entry (one lstat, no lookup). */
+  direntIno(dir: string, item: DirItem): bigint {
+    try {
+      const st = lstatSync(this.layers[item.layer].path(joinPath(dir, item.name)), { bigint: true });
+      return this.inodes.ino(item.layer, st);
+    } catch {
+      return 0n;
+    }
+  }
+
+  readlink(path: string): Buffer {
+    const e = this.resolver.get(checkPath(path));
+    if (e.type !== 'symlink') throw fsErr('EINVAL');
+    return readlinkSync(this.layers[e.layer].path(path), { encoding: 'buffer' });
+  }
+
+  access(path: string, mode: number): void {
+    const e = this.resolver.get(checkPath(path));
+    if ((mode & fsc.W_OK) && this.readonly) throw fsErr('EROFS');
+    void e;
+  }
+
+  statfs(): sys.StatFs {
+    return sys.statfs((this.upper ?? this.layers[0]).root);
+  }
+
+  getxattr(path: string, name: string): Buffer {
+    const e = this.resolver.get(checkPath(path));
+    if (this.wf.isPrivateXattr(name)) throw fsErr('EOPNOTSUPP');
+    const v = sys.lgetxattr(this.layers[e.layer].path(path), name);
+    if (v === null) throw fsErr('ENODATA');
+    return v;
+  }
+
+  listxattr(path: string): string[] {
+    const e = this.resolver.get(checkPath(path));
+    return sys.llistxattr(this.layers[e.layer].path(path)).filter((n) => !this.wf.isPrivateXattr(n));
+  }
+
+  // ---------------------------------------------------------------- files
+
+  /** Open an existing object; returns a handle for read/write/release. */
+  async open(path: string, flags: number): Promise<number> {
+    checkPath(path);
+    const writing = (flags & O_ACCMODE) !== fsc.O_RDONLY || (flags & fsc.O_TRUNC) !== 0;
+    let e = this.resolver.get(path);
+    if (e.type === 'dir' && writing) throw fsErr('EISDIR');
+    // Layers are opened O_NOFOLLOW; refuse a symlink before copying it up for nothing.
+    if (e.type === 'symlink') throw fsErr('ELOOP');
+    // Special files are the kernel's business (it never sends their open to FUSE); a device
+    // node in an untrusted layer is never opened by the daemon.
+    if (e.type === 'other') throw fsErr('EPERM');
+    if (writing) e = await this.copyUp(path);
+    const fd = openSync(this.layers[e.layer].path(path), openFlags(flags), 0);
+    return this.addFile({ path, fd, upper: this.layers[e.layer].isUpper, retired: [] });
+  }
+
+  /** Create and open a new regular file (O_EXCL semantics are the kernel's business). */
+  async create(path: string, mode: number, flags: number, owner?: Owner): Promise<number> {
+    checkPath(path);
+    const existing = this.resolver.find(path);
+    if (existing) {
+      if (flags & fsc.O_EXCL) throw fsErr('EEXIST');
+      return this.open(path, flags);
+    }
+    const abs = await this.createIn(path, (abs) => {
+      const fd = openSync(abs, fsc.O_CREAT | fsc.O_EXCL | fsc.O_RDWR | fsc.O_NOFOLLOW, mode & 0o7777);
+      closeSync(fd);
+      chmodSync(abs, mode & 0o7777);
+    }, owner);
+    const fd = openSync(abs, openFlags(flags & ~(fsc.O_CREAT | fsc.O_EXCL)), 0);
+    return this.addFile({ path, fd, upper: true, retired: [] });
+  }
+
+  async read(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const f = this.file(fh);
+    // A file opened while it was in a lower and copied up since reads the upper copy from
+    // now on, as the kernel's overlay files do.
+    if (!f.upper) this.followCopyUp(f);
+    const { bytesRead } = await pread(f.fd, buf, 0, len, pos);
+    return bytesRead;
+  }
+
+  async write(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const f = this.file(fh);
+    if (!f.upper) throw fsErr('EBADF');
+    const { bytesWritten } = await pwrite(f.fd, buf, 0, len, pos);
+    return bytesWritten;
+  }
+
+  async fsync(fh: number, datasync: boolean): Promise<void> {
+    const f = this.file(fh);
+    if (this.volatile || !f.upper) return;
+    if (datasync) await pfdatasync(f.fd);
+    else await pfsync(f.fd);
+  }
+
+  release(fh: number): void {
+    const f = this.files.get(fh);
+    if (!f) return;
+    this.files.delete(fh);
+    closeSync(f.fd);
+    for (const old of f.retired) closeSync(old);
+  }
+
+  ftruncate(fh: number, size: number): void {
+    const f = this.file(fh);
+    if (!f.upper) throw fsErr('EBADF');
+    ftruncateSync(f.fd, size);
+  }
+
+  openCount(): number {
+    return this.files.size;
+  }
+
+  private addFile(f: OpenFile): number {
+    const fh = this.nextFh++;
+    this.files.set(fh, f);
+    return fh;
+  }
+
+  private file(fh: number): OpenFile {
+    const f = this.files.get(fh);
+    if (!f) throw fsErr('EBADF');
+    return f;
+  }
+
+  /** Open handles below a path that was removed no longer follow a name. */
+  private detachHandles(path: string): void {
+    for (const f of this.files.values()) if (f.path && isWithin(f.path, path)) f.path = '';
+  }
+
+  private followCopyUp(f: OpenFile): void {
+    if (!f.path) return;
+    const e = this.resolver.find(f.path);
+    if (!e || !this.layers[e.layer].isUpper || e.type !== 'file') return;
+    const fd = openSync(this.upperPath(f.path), fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    // Reads on the old fd may still be in flight: it is closed at release, not now.
+    f.retired.push(f.fd);
+    f.fd = fd;
+    f.upper = true;
+  }
+
+  // ---------------------------------------------------------------- metadata changes
+
+  async truncate(path: string, size: number): Promise<void> {
+    // Refused operations must not copy up: check the type first, as the VFS does.
+    const e = this.resolver.get(checkPath(path));
+    if (e.type === 'dir') throw fsErr('EISDIR');
+    if (e.type !== 'file') throw fsErr('EINVAL');
+    await this.copyUp(path);
+    const fd = openSync(this.upperPath(path), fsc.O_WRONLY | fsc.O_NOFOLLOW);
+    try {
+      ftruncateSync(fd, size);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    if (this.resolver.get(checkPath(path)).type === 'symlink') throw fsErr('EOPNOTSUPP');
+    await this.copyUp(path);
+    chmodSync(this.upperPath(path), mode & 0o7777);
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    await this.copyUp(checkPath(path));
+    lchownSync(this.upperPath(path), uid, gid);
+  }
+
+  async utimens(path: string, atime: TimeArg, mtime: TimeArg): Promise<void> {
+    await this.copyUp(checkPath(path));
+    sys.utimensat(this.upperPath(path), atime, mtime, { nofollow: true });
+  }
+
+  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+    checkPath(path);
+    if (this.wf.isPrivateXattr(name)) throw fsErr('EOPNOTSUPP');
+    this.resolver.get(path);
+    await this.copyUp(path);
+    sys.lsetxattr(this.upperPath(path), name, value, flags);
+  }
+
+  async removexattr(path: string, name: string): Promise<void> {
+    checkPath(path);
+    if (this.wf.isPrivateXattr(name)) throw fsErr('EOPNOTSUPP');
+    const e = this.resolver.get(path);
+    // Nothing to remove means nothing to copy up.
+    if (sys.lgetxattr(this.layers[e.layer].path(path), name) === null) throw fsErr('ENODATA');
+    await this.copyUp(path);
+    sys.lremovexattr(this.upperPath(path), name);
+  }
+
+  // ---------------------------------------------------------------- namespace changes
+
+  async mkdir(path: string, mode: number, owner?: Owner): Promise<void> {
+    checkPath(path);
+    if (this.resolver.find(path)) throw fsErr('EEXIST');
+    await this.createIn(path, (abs) => {
+      mkdirSync(abs, mode & 0o7777);
+      chmodSync(abs, mode & 0o7777);
+    }, owner, true);
+  }
+
+  async symlink(target: string | Buffer, path: string, owner?: Owner): Promise<void> {
+    checkPath(path);
+    if (this.resolver.find(path)) throw fsErr('EEXIST');
+    await this.createIn(path, (abs) => symlinkSync(target, abs), owner);
+  }
+
+  async mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<void> {
+    checkPath(path);
+    if (this.resolver.find(path)) throw fsErr('EEXIST');
+    // A 0/0 character device is how whiteouts are written; through the union it is refused,
+    // as the kernel refuses it.
+    if ((mode & fsc.S_IFMT) === fsc.S_IFCHR && rdev === 0) throw fsErr('EPERM');
+    await this.createIn(path, (abs) => {
+      sys.mknod(abs, mode, rdev);
+      chmodSync(abs, mode & 0o7777);
+    }, owner);
+  }
+
+  async link(src: string, dst: string): Promise<void> {
+    checkPath(src);
+    checkPath(dst);
+    const e = this.resolver.get(src);
+    if (e.type === 'dir') throw fsErr('EPERM');
+    if (this.resolver.find(dst)) throw fsErr('EEXIST');
+    await this.copyUp(src);
+    const srcAbs = this.upperPath(src);
+    await this.createIn(dst, (abs) => linkSync(srcAbs, abs), undefined, false, true);
+    this.resolver.invalidate(src);
+  }
+
+  async unlink(path: string): Promise<void> {
+    checkPath(path);
+    this.writable();
+    const e = this.resolver.get(path);
+    if (e.type === 'dir') throw fsErr('EISDIR');
+    await this.removeEntry(e);
+  }
+
+  async rmdir(path: string): Promise<void> {
+    checkPath(path);
+    this.writable();
+    if (path === '/') throw fsErr('EBUSY');
+    const e = this.resolver.get(path);
+    if (e.type !== 'dir') throw fsErr('ENOTDIR');
+    if (mergedReaddir(this.layers, e, this.wf).length > 0) throw fsErr('ENOTEMPTY');
+    await this.removeEntry(e);
+  }
+
+  /**
+   * rename(2). Files (and special files, symlinks) are copied up and renamed in the upper; a
+   * whiteout is left at the source when a lower still has it. Directories that a lower
+   * contributes to (lower-only or merged) give EXDEV, as the kernel does with redirect_dir=off;
+   * `mv` then copies. A directory that lives only in the upper is renamed; it is made opaque
+   * when it moves into a merged directory, so the lower entries at its new name stay hidden.
+   */
+  async rename(src: string, dst: string, flags = 0): Promise<void> {
+    checkPath(src);
+    checkPath(dst);
+    this.writable();
+    if (flags & ~sys.RENAME_NOREPLACE) throw fsErr('EINVAL');
+    if (src === '/' || dst === '/') throw fsErr('EBUSY');
+    // As in createIn: a `.wh.*` name in the upper would vanish from the union.
+    if (isOciName(baseName(dst))) throw fsErr('EINVAL', '.wh.* names are reserved for whiteouts');
+    const se = this.resolver.get(src);
+    if (se.type === 'dir' && isWithin(dst, src) && dst !== src) throw fsErr('EINVAL');
+    const dparent = this.resolver.get(parentOf(dst));
+    if (dparent.type !== 'dir') throw fsErr('ENOTDIR');
+    const de = this.resolver.find(dst);
+    if (de && (flags & sys.RENAME_NOREPLACE)) throw fsErr('EEXIST');
+    if (src === dst) return;
+    if (de) {
+      if (se.type === 'dir' && de.type !== 'dir') throw fsErr('ENOTDIR');
+      if (se.type !== 'dir' && de.type === 'dir') throw fsErr('EISDIR');
+    }
+    // EXDEV before ENOTEMPTY, in the kernel's order: a lower/merged dir is refused whatever
+    // stands at the destination (the type checks above are the VFS's, which come first).
+    if (se.type === 'dir' && this.resolver.isMergedOrLower(se)) throw fsErr('EXDEV');
+    if (de && de.type === 'dir' && mergedReaddir(this.layers, de, this.wf).length > 0) throw fsErr('ENOTEMPTY');
+    const up = this.upper!;
+    const ready = await this.copyUp(src);
+    await this.copyup!.ensureDir(parentOf(dst));
+    const srcAbs = up.path(src);
+    const dstAbs = up.path(dst);
+    const srcNeedsWhiteout = this.resolver.lowerHas(parentOf(src), baseName(src));
+    if (ready.type === 'dir') {
+      const dstParentMerged = this.resolver.isMergedOrLower(this.resolver.get(parentOf(dst)));
+      if (dstParentMerged && !this.wf.isOpaqueDir(srcAbs, false)) this.wf.setOpaque(srcAbs);
+    }
+    // Clear what stands at the destination in the upper: a whiteout a directory cannot
+    // replace, or an (only apparently empty) directory holding whiteouts.
+    const dst0 = lstatOrNull(dstAbs);
+    if (dst0) {
+      if (isWhiteoutStat(dst0) && ready.type === 'dir') unlinkSync(dstAbs);
+      else if (dst0.isDirectory() && readdirSync(dstAbs).length > 0) this.replaceWithEmptyDir(dstAbs);
+    }
+    const dstParentAbs = up.path(parentOf(dst));
+    void dstParentAbs;
+    if (srcNeedsWhiteout) {
+      try {
+        sys.renameat2(srcAbs, dstAbs, sys.RENAME_WHITEOUT);
+      } catch (err) {
+        if (!isCode(err, 'EINVAL', 'EPERM')) throw err;
+        sys.renameat2(srcAbs, dstAbs, 0);
+        makeWhiteout(srcAbs);
+      }
+    } else {
+      sys.renameat2(srcAbs, dstAbs, 0);
+    }
+    this.resolver.invalidateTree(src);
+    this.resolver.invalidateTree(dst);
+    this.detachHandles(dst); // whatever was at dst is gone
+    for (const f of this.files.values()) {
+      if (isWithin(f.path, src)) f.path = dst + f.path.slice(src.length);
+    }
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private writable(): void {
+    if (this.readonly) throw fsErr('EROFS');
+  }
+
+  private upperPath(path: string): string {
+    return this.upper!.path(path);
+  }
+
+  private async copyUp(path: string): Promise<Entry> {
+    this.writable();
+    return this.copyup!.ensure(path);
+  }
+
+  /**
+   * Create a new object at `path` in the upper with `make(absPath)`. Parents are copied up
+   * first. Where the upper holds a whiteout for the name, the object is assembled in the work
+   * directory and swapped in, so the name is never without either; a directory made over a
+   * whiteout is opaque, so nothing of the lowers shows through it again.
+   */
+  private async createIn(path: string, make: (abs: string) => void, owner?: Owner, isDir = false, keepOwner = false): Promise<string> {
+    this.writable();
+    if (isOciName(baseName(path))) throw fsErr('EINVAL', '.wh.* names are reserved for whiteouts');
+    const parent = parentOf(path);
+    await this.copyup!.ensureDir(parent);
+    const abs = this.upperPath(path);
+    const parentAbs = this.upperPath(parent);
+    if (!this.resolver.upperWhiteout(path)) {
+      make(abs);
+      if (!keepOwner) this.setOwner(abs, parentAbs, owner, isDir);
+    } else {
+      const tmp = this.copyup!.tmpName();
+      try {
+        make(tmp);
+        if (!keepOwner) this.setOwner(tmp, parentAbs, owner, isDir);
+        if (isDir) {
+          this.wf.setOpaque(tmp);
+          sys.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
+        } else {
+          sys.renameat2(tmp, abs, 0);
+        }
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+    }
+    this.resolver.invalidate(path);
+    return abs;
+  }
+
+  /** New objects belong to the caller; a set-gid parent passes its group on, as on any fs. */
+  private setOwner(abs: string, parentAbs: string, owner: Owner | undefined, isDir: boolean): void {
+    const pst = lstatSync(parentAbs);
+    const sgid = (pst.mode & S_ISGID) !== 0;
+    if (!owner && !sgid) return;
+    const uid = owner ? owner.uid : -1;
+    const gid = sgid ? pst.gid : owner ? owner.gid : -1;
+    const st = lstatSync(abs);
+    lchownSync(abs, uid, gid);
+    if (isDir && sgid) chmodSync(abs, (st.mode & 0o7777) | S_ISGID);
+    else if (!st.isSymbolicLink() && (st.mode & (S_ISUID | S_ISGID))) chmodSync(abs, st.mode & 0o7777);
+  }
+
+  /** Remove an object (already checked: a non-directory, or an empty merged directory). */
+  private async removeEntry(e: Entry): Promise<void> {
+    const parent = parentOf(e.path);
+    const name = baseName(e.path);
+    const needWhiteout = this.resolver.lowerHas(parent, name);
+    const inUpper = this.layers[e.layer].isUpper;
+    if (needWhiteout) await this.copyup!.ensureDir(parent);
+    const abs = this.upperPath(e.path);
+    if (inUpper && !needWhiteout) {
+      if (e.type === 'dir') {
+        if (readdirSync(abs).length > 0) this.moveToWorkAndRemove(abs);
+        else rmdirSync(abs);
+      } else {
+        unlinkSync(abs);
+      }
+    } else if (inUpper) {
+      // Swap the object for a whiteout in one step, then dispose of it in the work dir.
+      const tmp = this.copyup!.tmpName();
+      makeWhiteout(tmp);
+      if (e.type === 'dir') {
+        sys.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
+        removeTree(tmp);
+      } else {
+        sys.renameat2(tmp, abs, 0);
+      }
+    } else {
+      const tmp = this.copyup!.tmpName();
+      makeWhiteout(tmp);
+      sys.renameat2(tmp, abs, sys.RENAME_NOREPLACE);
+    }
+    this.resolver.invalidateTree(e.path);
+    this.detachHandles(e.path);
+  }
+
+  private moveToWorkAndRemove(abs: string): void {
+    const tmp = this.copyup!.tmpName();
+    sys.renameat2(abs, tmp, 0);
+    removeTree(tmp);
+  }
+
+  /** Swap a directory for an empty opaque copy of itself (keeping its mode, owner, times). */
+  private replaceWithEmptyDir(abs: string): void {
+    const st = lstatSync(abs, { bigint: true });
+    const tmp = this.copyup!.tmpName();
+    mkdirSync(tmp, 0o700);
+    lchownSync(tmp, Number(st.uid), Number(st.gid));
+    chmodSync(tmp, Number(st.mode) & 0o7777);
+    this.wf.setOpaque(tmp);
+    sys.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
+    removeTree(tmp);
+    restoreTimes(abs, st);
+  }
+}
+
+function lstatOrNull(p: string): BigIntStats | null {
+  try {
+    return lstatSync(p, { bigint: true });
+  } catch (e) {
+    if (isCode(e, 'ENOENT')) return null;
+    throw e;
+  }
+}
+
+function openFlags(flags: number): number {
+  // Never follow a symlink in a layer; append positions come from the kernel's offsets.
+  return (flags & ~(fsc.O_APPEND | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY | (fsc.O_DIRECT ?? 0))) | fsc.O_NOFOLLOW;
+}
+
+export function toAttr(st: BigIntStats, ino: bigint): Attr {
+  return {
+    ino,
+    mode: Number(st.mode),
+    nlink: Number(st.nlink),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    rdev: Number(st.rdev),
+    size: Number(st.size),
+    blksize: Number(st.blksize),
+    blocks: Number(st.blocks),
+    atimeNs: st.atimeNs,
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+  };
+}
+
+export { FsError };
