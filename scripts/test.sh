@@ -14,7 +14,8 @@ npx ava "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
 count() { grep -oE "^ *[0-9]+ (tests? )?$1" "$out" | grep -oE '[0-9]+' | tail -1 || true; }
-passed=$(count passed)
+# ava prints "N tests passed" only when nothing failed; count the ✔ lines instead.
+passed=$(grep -E '^\s+✔ ' "$out" | grep -vc '\[expected fail\]' || true)
 failed=$(count failed)
 skipped=$(count skipped)
 known=$(count 'known failures?')

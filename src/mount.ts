@@ -64,7 +64,8 @@ export function resolveMountpoint(p: string): string {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether the process still runs: a zombie (exited, not yet reaped) counts as gone. */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (e) {
@@ -111,7 +112,7 @@ export async function unmount(mountpoint: string, opts: { lazy?: boolean } = {})
   }
   if (st?.pid && st.pid !== process.pid) {
     const until = Date.now() + 10_000;
-    while (alive(st.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    while (processAlive(st.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   }
   rmSync(stateFile(mnt).file, { force: true });
 }

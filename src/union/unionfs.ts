@@ -446,16 +446,18 @@ export class UnionFs {
       const dstParentMerged = this.resolver.isMergedOrLower(this.resolver.get(parentOf(dst)));
       if (dstParentMerged && !this.wf.isOpaqueDir(srcAbs, false)) this.wf.setOpaque(srcAbs);
     }
-    // Clear what stands at the destination in the upper: a whiteout a directory cannot
-    // replace, or an (only apparently empty) directory holding whiteouts.
+    // An (only apparently empty) directory holding whiteouts at the destination is swapped
+    // for an empty opaque one first; that changes nothing the union shows.
     const dst0 = lstatOrNull(dstAbs);
-    if (dst0) {
-      if (isWhiteoutStat(dst0) && ready.type === 'dir') unlinkSync(dstAbs);
-      else if (dst0.isDirectory() && readdirSync(dstAbs).length > 0) this.replaceWithEmptyDir(dstAbs);
-    }
-    const dstParentAbs = up.path(parentOf(dst));
-    void dstParentAbs;
-    if (srcNeedsWhiteout) {
+    if (dst0?.isDirectory() && readdirSync(dstAbs).length > 0) this.replaceWithEmptyDir(dstAbs);
+    if (dst0 && isWhiteoutStat(dst0) && ready.type === 'dir') {
+      // rename(2) cannot put a directory over a whiteout, and removing the whiteout first
+      // would let the lower object show for a moment (and for good after a crash). Exchange
+      // the two instead: the whiteout lands at the source name, where it is wanted when a
+      // lower has that name, and harmless until it is removed when none has.
+      sys.renameat2(srcAbs, dstAbs, sys.RENAME_EXCHANGE);
+      if (!srcNeedsWhiteout) unlinkSync(srcAbs);
+    } else if (srcNeedsWhiteout) {
       try {
         sys.renameat2(srcAbs, dstAbs, sys.RENAME_WHITEOUT);
       } catch (err) {

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { readState } from '../../src/state.ts';
 import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin } from '../helpers/mounts.ts';
+import { processAlive } from '../../src/mount.ts';
 
 export const fsp = fs.promises;
 
@@ -46,30 +47,7 @@ export function pick<T>(r: () => number, xs: readonly T[]): T {
 // ------------------------------------------------------------------------------ processes
 
 /** Is pid a running process (not gone, not a zombie waiting to be reaped)? */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // The main thread turns zombie before the other threads have exited (and they share the
-  // open files, /dev/fuse among them): alive while any thread is not a zombie.
-  try {
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      let s: string;
-      try {
-        s = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      } catch {
-        continue;
-      }
-      const state = s[s.lastIndexOf(')') + 2];
-      if (state !== 'Z' && state !== 'X') return true;
-    }
-    return false;
-  } catch {
-    return false;
-  }
-}
+export { processAlive };
 
 /** Wait until pid has exited (zombies count as exited). False on timeout. */
 export async function waitDead(pid: number, timeoutMs = 20_000): Promise<boolean> {

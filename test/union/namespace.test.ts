@@ -415,6 +415,8 @@ test('rename of an upper-only directory moves it; into a merged directory it bec
   file(e.lowers[0]!, 'merged/l');
   file(e.lowers[0]!, 'merged/target/hidden', 'lower stuff');
   whiteout(e.upper, 'merged/target');
+  file(e.lowers[0]!, 'merged/x/hidden', 'lower stuff');
+  whiteout(e.upper, 'merged/x');
   const check = guard(t, ...e.lowers);
   const u = e.union();
   // Within upper-only space: a plain move, not opaque.
@@ -435,6 +437,17 @@ test('rename of an upper-only directory moves it; into a merged directory it bec
   t.is(u.lookup('/merged/target'), null);
   t.true(isWhiteout(path.join(e.upper, 'merged/target')), 'the lower directory must stay hidden');
   t.deepEqual(names(u, '/merged'), ['l', 'other', 'u']);
+  // Over a whiteout the directory is exchanged with it (never a moment without either): the
+  // whiteout goes away when no lower has the source name, and stays when one does.
+  await u.rename('/merged/other', '/merged/target');
+  t.is(lstatOrNull(path.join(e.upper, 'merged/other')), null, 'no whiteout where no lower has the name');
+  t.true(isOpaque(path.join(e.upper, 'merged/target')));
+  await u.rename('/merged/target', '/merged/x');
+  t.true(isWhiteout(path.join(e.upper, 'merged/target')), 'the lower target stays hidden');
+  t.true(isOpaque(path.join(e.upper, 'merged/x')));
+  t.deepEqual(names(u, '/merged/x'), ['child']);
+  t.deepEqual(names(u, '/merged'), ['l', 'u', 'x']);
+  t.is(lstatOrNull(path.join(e.upper, 'up2')), null);
   assertWorkEmpty(t, e);
   check();
 });
