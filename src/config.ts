@@ -450,12 +450,9 @@ function applyOption(st: ParseState, item: string): void {
   req.ignored.push(name);
 }
 
-/**
- * Parse the command line (the arguments after the program name, and after a
- * leading "mount" subcommand if the caller has one). Throws ConfigError.
- */
-export function parseMountArgs(argv: string[]): MountRequest {
-  const req: MountRequest = {
+/** A request with every option at its default (fresh arrays each time). */
+export function defaultMountRequest(): MountRequest {
+  return {
     lowerdirs: [],
     mountpoint: '',
     foreground: false,
@@ -470,6 +467,14 @@ export function parseMountArgs(argv: string[]): MountRequest {
     noexec: false,
     ignored: [],
   };
+}
+
+/**
+ * Parse the command line (the arguments after the program name, and after a
+ * leading "mount" subcommand if the caller has one). Throws ConfigError.
+ */
+export function parseMountArgs(argv: string[]): MountRequest {
+  const req = defaultMountRequest();
   const optionStrings: string[] = [];
   const positionals: string[] = [];
 

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import {
+  defaultMountRequest,
   ConfigError,
   parseMountArgs,
   splitLowerdirs,
@@ -16,24 +17,9 @@ import type { MountRequest } from '../src/config.ts';
 // ---------------------------------------------------------------------------
 // helpers
 
-const DEFAULTS: MountRequest = {
-  lowerdirs: [],
-  mountpoint: '',
-  foreground: false,
-  debug: false,
-  readonly: false,
-  volatile: false,
-  userxattr: false,
-  redirectDir: 'off',
-  noatime: false,
-  nodev: false,
-  nosuid: false,
-  noexec: false,
-  ignored: [],
-};
 
 function req(fields: Partial<MountRequest>): MountRequest {
-  return { ...DEFAULTS, ignored: [], ...fields };
+  return { ...defaultMountRequest(), ...fields };
 }
 
 function parseError(t: ExecutionContext, argv: string[], message: string): void {

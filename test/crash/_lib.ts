@@ -8,6 +8,7 @@ import { readState } from '../../src/state.ts';
 import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin } from '../helpers/mounts.ts';
 import { processAlive } from '../../src/mount.ts';
+import { mulberry32 } from '../helpers/random.ts';
 
 export const fsp = fs.promises;
 
@@ -17,17 +18,8 @@ export function sleep(ms: number): Promise<void> {
 
 // ------------------------------------------------------------------------------ seeded randomness
 
-/** mulberry32: a small, fast, seedable PRNG; returns floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seedable PRNG (mulberry32); returns floats in [0, 1). */
+export const rng = mulberry32;
 
 /** The seed: LAYERFS_CRASH_SEED when set (to replay a failure), else a fresh one. */
 export function pickSeed(): number {

@@ -18,21 +18,12 @@ import { repoRoot } from '../helpers/mounts.ts';
 import { describeOp, diffScenario, op, type Op, type Scenario } from './engine.ts';
 import { classify } from './known.ts';
 import type { Node, Tree, WhiteoutFormat } from './layers.ts';
+import { mulberry32 } from '../helpers/random.ts';
 
 // ---------------------------------------------------------------------------
 // PRNG
 
-/** mulberry32: a small, fast, well-mixed 32-bit generator. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /** A 32-bit seed for part `k` of the run seeded with `seed` (batch seeds, sequence seeds). */
 export function subSeed(seed: number, ...k: number[]): number {

@@ -8,6 +8,7 @@ import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin, makeTmp, mountFor, mountsAt, mountsUnder, unmount } from '../helpers/mounts.ts';
 import { readState } from '../../src/state.ts';
 import { processAlive } from '../../src/mount.ts';
+import { listTree } from '../helpers/snapshot.ts';
 
 interface Dirs {
   tmp: string;
@@ -34,20 +35,7 @@ function layers(t: ExecutionContext): Dirs {
   return d;
 }
 
-/** A listing of everything under dir (names, sizes, modes), to prove nothing was changed. */
-function snapshot(dir: string): string {
-  const out: string[] = [];
-  const walk = (p: string) => {
-    for (const n of fs.readdirSync(p).sort()) {
-      const f = path.join(p, n);
-      const st = fs.lstatSync(f);
-      out.push(`${path.relative(dir, f)} ${st.mode.toString(8)} ${st.size} ${st.mtimeMs}`);
-      if (st.isDirectory() && !isMounted(f)) walk(f);
-    }
-  };
-  walk(dir);
-  return out.join('\n');
-}
+const snapshot = listTree;
 
 async function layerfs(args: string[], env?: NodeJS.ProcessEnv) {
   const r = await run(layerfsBin, args, { viaFiles: true, env, timeoutMs: 60_000 });

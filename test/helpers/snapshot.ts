@@ -15,6 +15,25 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { dumpXattrs, showXattrValue } from './xattr.ts';
+import { isMounted } from './mounts.ts';
+
+/**
+ * A plain listing of everything under dir (names, modes, sizes, mtimes), not descending into
+ * mount points: compare two to prove a refused command changed nothing.
+ */
+export function listTree(dir: string): string {
+  const out: string[] = [];
+  const walk = (p: string) => {
+    for (const n of fs.readdirSync(p).sort()) {
+      const f = path.join(p, n);
+      const st = fs.lstatSync(f);
+      out.push(`${path.relative(dir, f)} ${st.mode.toString(8)} ${st.size} ${st.mtimeMs}`);
+      if (st.isDirectory() && !isMounted(f)) walk(f);
+    }
+  };
+  walk(dir);
+  return out.join('\n');
+}
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chardev' | 'blockdev' | 'socket' | 'whiteout' | 'unknown';
 

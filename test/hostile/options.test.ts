@@ -12,6 +12,7 @@ import { readState } from '../../src/state.ts';
 import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin, makeTmp, mountsUnder, readMountinfo, unmount } from '../helpers/mounts.ts';
 import { processAlive, sleep, waitDead } from '../crash/_lib.ts';
+import { listTree } from '../helpers/snapshot.ts';
 
 const esc = (p: string) => p.replace(/\\/g, '\\\\').replace(/:/g, '\\:').replace(/,/g, '\\,');
 
@@ -20,19 +21,7 @@ async function layerfs(args: string[]) {
   return { code: r.code, stderr: r.stderr };
 }
 
-function listing(dir: string): string {
-  const out: string[] = [];
-  const walk = (p: string) => {
-    for (const n of fs.readdirSync(p).sort()) {
-      const f = path.join(p, n);
-      const st = fs.lstatSync(f);
-      out.push(`${path.relative(dir, f)} ${st.mode.toString(8)} ${st.size} ${st.mtimeMs}`);
-      if (st.isDirectory() && !isMounted(f)) walk(f);
-    }
-  };
-  walk(dir);
-  return out.join('\n');
-}
+const listing = listTree;
 
 function dirs(t: ExecutionContext) {
   const tmp = makeTmp(t, 'layerfs-test-options-');
