@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from './root.ts';
 import { ConfigError, parseMountArgs, validateMountConfig, type MountConfig } from './config.ts';
 import { setLogTarget } from './log.ts';
 import { mountBackground, unmount, UserError } from './mount.ts';
@@ -13,7 +15,7 @@ const USAGE = `usage:
 Layers: A is the top-most lower. Without upperdir/workdir the mount is read-only.`;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
 

@@ -2,16 +2,15 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { MountConfig } from './config.ts';
 import { mountAt } from './mountinfo.ts';
 import { readState, stateFile } from './state.ts';
 import * as sys from './sys/index.ts';
+import { CLI_START } from './root.ts';
 
 /** A failure a user should see as one line. */
 export class UserError extends Error {}
 
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), 'cli.ts');
 const READY_TIMEOUT_MS = 30_000;
 
 /**
@@ -20,7 +19,7 @@ const READY_TIMEOUT_MS = 30_000;
  * output (podman, mount(8)) are not held open by it.
  */
 export async function mountBackground(cfg: MountConfig): Promise<number> {
-  const child = spawn(process.execPath, [...process.execArgv, CLI, '__serve'], {
+  const child = spawn(CLI_START[0]!, [...CLI_START.slice(1), '__serve'], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     env: { ...process.env, LAYERFS_CONFIG: JSON.stringify(cfg) },

@@ -1,9 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants as osc } from 'node:os';
-import { resolve as resolvePath } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join as joinPath, resolve as resolvePath } from 'node:path';
 import { log } from '../log.ts';
+import { ROOT } from '../root.ts';
 
 /**
  * The typed surface over layerfs' own libfuse3 low-level binding (native/layerfs_fuse.cc,
@@ -34,7 +34,7 @@ import { log } from '../log.ts';
  */
 
 const require = createRequire(import.meta.url);
-export const ADDON_PATH = fileURLToPath(new URL('../../build/Release/layerfs_fuse.node', import.meta.url));
+export const ADDON_PATH = joinPath(ROOT, 'build', 'Release', 'layerfs_fuse.node');
 
 // ------------------------------------------------------------------------------------------
 // the addon

@@ -6,10 +6,10 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from '../root.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
+const repo = ROOT;
+const here = path.join(ROOT, 'src', 'launcher');
 export const STAGE2_SOURCE = path.join(here, 'stage2.ts');
 const INPUTS = [STAGE2_SOURCE, path.join(here, 'paths.ts'), path.join(here, 'protocol.ts'), path.join(repo, 'src', 'sys', 'index.ts')];
 

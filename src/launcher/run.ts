@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, parseMountArgs, validateMountConfig } from '../config.ts';
 import { mountBackground, UserError } from '../mount.ts';
+import { TSX_ARGS } from '../root.ts';
 import { stage2Bundle, STAGE2_SOURCE } from './bundle.ts';
 import { createCgroups, limitsUnsupported, oomKills, type Cgroups } from './cgroup.ts';
 import { parseRunArgs, RunError, USAGE, type RunOptions } from './options.ts';
@@ -300,7 +301,7 @@ class Launch {
     unshare.push('--fork', '--kill-child=SIGKILL', '--propagation', 'private', '--');
     if (s2.requestMap) unshare.push('/bin/sh', '-c', `read -r go <&${CTL_IN_FD} && exec "$0" "$@"`);
     const bundle = await stage2Bundle();
-    unshare.push(process.execPath, ...(bundle ? [bundle] : [...process.execArgv, STAGE2_SOURCE]));
+    unshare.push(process.execPath, ...(bundle ? [bundle] : [...TSX_ARGS, STAGE2_SOURCE]));
     const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = opts.tty
       ? ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 2]
       : [opts.interactive ? 'inherit' : 'ignore', 'inherit', 'pipe', 'pipe', 'pipe', 2];
