@@ -501,6 +501,7 @@ export async function unpackLayer(blobFile: string, dest: string, opts: UnpackOp
     if (compression === 'gzip') await pipeline(src, blobTap, zlib.createGunzip(), tarTap, sink);
     else await pipeline(src, blobTap, tarTap, sink);
   } catch (e) {
+    if (u.failure) throw u.failure; // what stopped the sink (the pipeline may report the abort it caused instead)
     if (e instanceof ImageError) throw e;
     const code = (e as NodeJS.ErrnoException).code ?? '';
     if (code.startsWith('Z_')) throw new LayerError(`layer ${opts.label}: corrupt gzip data (${(e as Error).message})`);
