@@ -57,7 +57,8 @@ export interface LayerInfo {
 }
 
 const REPO_PART = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
-const NAME_RE = new RegExp(`^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?${REPO_PART}(?:/${REPO_PART})*$`);
+const HOST_PART = '[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?';
+const NAME_RE = new RegExp(`^(?:${HOST_PART}(?:\\.${HOST_PART})*(?::[0-9]+)?/)?${REPO_PART}(?:/${REPO_PART})*$`);
 const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
 /** `repo[:tag]` → `repo:tag` (tag 'latest' by default), or null when it is not a valid name. */
@@ -315,7 +316,7 @@ export class StoreLock {
     try {
       fs.rmSync(path.join(this.store.imagesDir, encodeURIComponent(rec.name) + '.json'), { force: true });
       fsyncPath(this.store.imagesDir);
-      this.gc();
+      this.gc(new Set(doomed.map(digestHex)));
     } finally {
       for (const fd of held) fs.closeSync(fd);
     }
@@ -342,8 +343,11 @@ export class StoreLock {
     return fds;
   }
 
-  /** Delete layers and blobs that no image references (except layers a container holds). */
-  gc(): { layers: number; blobs: number } {
+  /**
+   * Delete layers and blobs that no image references (except layers a container holds).
+   * `locked`: layers (hex) whose exclusive flock the caller already holds.
+   */
+  gc(locked: Set<string> = new Set()): { layers: number; blobs: number } {
     const recs = this.store.images();
     const layers = new Set(recs.flatMap((r) => r.layers.map((l) => digestHex(l.diffID))));
     const blobs = new Set(recs.flatMap((r) => [r.manifestDigest, r.configDigest, ...r.layers.map((l) => l.digest)].map(digestHex)));
@@ -365,7 +369,7 @@ export class StoreLock {
         throw e;
       }
       try {
-        if (!sys.flock(fd, sys.LOCK_EX | sys.LOCK_NB)) continue; // a container still runs on it
+        if (!locked.has(hex) && !sys.flock(fd, sys.LOCK_EX | sys.LOCK_NB)) continue; // a container still runs on it
         // Renamed into tmp/ first: the layer leaves layers/ in one step, then is deleted.
         trash ??= this.stage('gc');
         fs.renameSync(dir, path.join(trash, hex));
