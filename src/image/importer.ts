@@ -265,7 +265,7 @@ function digestInName(member: string): string | null {
   return m ? `sha256:${m[1] ?? m[2]}` : null;
 }
 
-async function prepareDockerArchive(src: { file: string; ref?: string }, text: string, stage: string, progress: Progress): Promise<Prepared> {
+async function prepareDockerArchive(src: { file: string; ref?: string }, text: string, stage: string): Promise<Prepared> {
   const file = path.resolve(src.file);
   let st: fs.Stats;
   try {
@@ -276,8 +276,14 @@ async function prepareDockerArchive(src: { file: string; ref?: string }, text: s
   if (!st.isFile()) throw new ImageError(`${text}: ${file} is not a file`);
   const dir = path.join(stage, 'archive');
   fs.mkdirSync(dir);
-  progress.step('reading archive');
-  const idx = await readArchive(file, dir, text, progress);
+  const progress = new Progress(`importing ${text}`, st.size);
+  progress.step('reading the archive');
+  let idx: ArchiveIndex;
+  try {
+    idx = await readArchive(file, dir, text, progress);
+  } finally {
+    progress.end();
+  }
   if (!idx.files.has('manifest.json')) throw new ImageError(`${text}: not a docker-archive (no manifest.json)`);
   const list = parseJson(readLimited(idx.files.get('manifest.json')!, 'manifest.json'), `${text}: manifest.json`);
   type Item = { Config?: unknown; RepoTags?: unknown; Layers?: unknown };
@@ -351,18 +357,17 @@ export async function importImage(store: Store, sourceText: string, opts: { name
     if (name === null) throw new ImageError(`bad image name '${opts.name}' (expected [REGISTRY/]REPO[:TAG], lowercase)`);
   }
   const lock: StoreLock = await store.lock(opts.onWait);
-  const progress = new Progress(`importing ${sourceText}`, 0);
+  let bar: Progress | undefined;
   try {
     const stage = lock.stage('import');
-    const prep = source.transport === 'oci' ? prepareOci(source, sourceText) : await prepareDockerArchive(source, sourceText, stage, progress);
-    progress.end();
+    const prep = source.transport === 'oci' ? prepareOci(source, sourceText) : await prepareDockerArchive(source, sourceText, stage);
     const finalName = name ?? normalizeName(prep.name);
     if (finalName === null) throw new ImageError(`cannot make an image name from '${prep.name}'; give one with --name`);
 
     // Progress: every blob is copied (and checked), the layers the store lacks are unpacked too.
     const missing = new Set(prep.layers.filter((l) => !store.hasLayer(l.diffID)).map((l) => l.diffID));
     const total = prep.layers.reduce((s, l) => s + l.desc.size, 0) + prep.layers.filter((l, i, all) => missing.has(l.diffID) && all.findIndex((o) => o.diffID === l.diffID) === i).reduce((s, l) => s + l.desc.size, 0);
-    const bar = new Progress(`importing ${finalName}`, total);
+    bar = new Progress(`importing ${finalName}`, total);
     const warnings: string[] = [];
     const staged: { dir: string; info: { diffID: string; tarSize: number; dataSize: number; entries: number } }[] = [];
     const blobs: { file: string; digest: string }[] = [];
@@ -381,7 +386,7 @@ export async function importImage(store: Store, sourceText: string, opts: { name
       const res = await unpackLayer(copy, path.join(dir, 'root'), {
         mediaType: l.desc.mediaType,
         label: `${i + 1}/${prep.layers.length} (${l.desc.digest})`,
-        onBytes: (n) => bar.add(n),
+        onBytes: (n) => bar!.add(n),
       });
       if (res.digest !== l.desc.digest) throw new ImageError(`${what}: digest mismatch: expected ${l.desc.digest}, got ${res.digest} (changed while reading?)`);
       if (res.diffID !== l.diffID) throw new ImageError(`${what}: uncompressed content has digest ${res.diffID}, but the config's diff_id is ${l.diffID}`);
@@ -403,7 +408,7 @@ export async function importImage(store: Store, sourceText: string, opts: { name
     if (replaced) lock.gc();
     return { record, layers: layers.length, newLayers, replaced, warnings };
   } finally {
-    progress.end();
+    bar?.end();
     lock.release();
   }
 }
