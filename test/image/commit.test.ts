@@ -115,6 +115,12 @@ t0('round trip: run an image, change files, diff, commit, export, umoci unpack s
   t.is(inspect.Layers.length, 5);
   t.deepEqual(inspect.Env, ['GREETING_FROM=image'], 'the base config is kept');
 
+  const index = JSON.parse(fs.readFileSync(path.join(out, 'index.json'), 'utf8'));
+  const m = JSON.parse(fs.readFileSync(path.join(out, 'blobs/sha256', index.manifests[0].digest.slice(7)), 'utf8'));
+  const config = JSON.parse(fs.readFileSync(path.join(out, 'blobs/sha256', m.config.digest.slice(7)), 'utf8'));
+  t.like(config.history.at(-1), { created_by: 'layerfs commit --from busy:a', comment: 'round trip' });
+  t.is(config.rootfs.diff_ids.length, 5);
+  t.deepEqual(config.config.Cmd, ['/usr/local/bin/hello']);
   const before = await umociUnpack(f.layout, 'a', path.join(se.dir, 'b0'));
   const after = await umociUnpack(out, 'changed', path.join(se.dir, 'b1'));
   t.deepEqual(treeChanges(before, after), {

@@ -88,6 +88,40 @@ t0('docker-archive: the same layers as the OCI image are not stored twice', asyn
   t.is(ls[1].split(/ +/)[1], ls[2].split(/ +/)[1]);
 });
 
+t0("a multi-platform index: the host's platform is imported; a second import under a name replaces the image", async (t) => {
+  const se = storeEnv(t);
+  const f = fixture();
+  const layout = copyLayout(f.layout, path.join(se.dir, 'multi'));
+  const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] };
+  const desc = (tag: string) => {
+    const d = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag)!;
+    return { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  };
+  // arm64 gets b (5 layers), amd64 gets a (4 layers).
+  const multi = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        { ...desc('b'), platform: { architecture: 'arm64', os: 'linux' } },
+        { ...desc('a'), platform: { architecture: 'amd64', os: 'linux' } },
+      ],
+    }),
+  );
+  const { createHash } = await import('node:crypto');
+  const hex = createHash('sha256').update(multi).digest('hex');
+  fs.writeFileSync(path.join(layout, 'blobs/sha256', hex), multi);
+  index.manifests.push({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: `sha256:${hex}`, size: multi.length, annotations: { 'org.opencontainers.image.ref.name': 'multi' } });
+  fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify(index));
+  t.is(process.arch, 'x64');
+  t.regex(await lfsOk(se, ['image', 'import', `oci:${layout}:multi`, '--name', 'm:1']), /^m:1 [0-9a-f]{12}: 4 layers, 4 new\n$/);
+  t.regex(await lfsOk(se, ['image', 'import', `oci:${layout}:b`, '--name', 'm:1']), /^m:1 [0-9a-f]{12}: 5 layers, 1 new \(replaces the image of that name\)\n$/);
+  t.regex(await lfsOk(se, ['image', 'import', `oci:${layout}:b`, '--name', 'm:1']), /: 5 layers, 0 new \(already stored\)\n$/);
+  t.regex(await lfsOk(se, ['image', 'ls']), /^m:1 +[0-9a-f]{12} +5 /m);
+  t.regex(await lfsOk(se, ['image', 'import', `oci:${layout}:multi`, '--name', 'm:1']), /: 4 layers, 0 new \(replaces the image of that name\)\n$/);
+  t.is(layerDirs(se.store).length, 4, "the replaced image's own layer is deleted");
+});
+
 t0('a layer blob that does not match its digest: one line, exit 1, nothing stored', async (t) => {
   const se = storeEnv(t);
   const f = fixture();
