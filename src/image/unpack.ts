@@ -307,6 +307,8 @@ class Unpacker {
     } catch (e) {
       this.refuse(raw, (e as Error).message);
     }
+    // PAX sparse files (GNU.sparse.*) would be written with their sparse map as content.
+    if (entry.extended && metas.some((m) => /(^|\n)[0-9]+ GNU\.sparse\./.test(m))) this.refuse(raw, 'sparse files (GNU.sparse PAX records) are not supported');
     const rel = parts.join('/');
     const abs = this.abs(rel);
     const type = entry.type;
@@ -476,6 +478,11 @@ export async function unpackLayer(blobFile: string, dest: string, opts: UnpackOp
       return;
     }
     u.failure ??= new LayerError(`layer ${opts.label}: not a valid tar stream (${message})`);
+  });
+  // node-tar skips entry types it does not know (sparse files, volume labels, ...) and meta
+  // headers over its size limit: either would silently change what the layer holds.
+  parser.on('ignoredEntry', (e: ReadEntry) => {
+    u.failure ??= new LayerError(`layer ${opts.label}: entry '${e.path}': unsupported entry type '${e.type}'${e.meta ? ' (too large)' : ''}`);
   });
   parser.on('error', (e: Error) => {
     u.failure ??= new LayerError(`layer ${opts.label}: not a valid tar stream (${e.message})`);

@@ -112,6 +112,24 @@ t0('a truncated layer is refused', async (t) => {
   }
 });
 
+t0('entry types that would change the content silently are refused: sparse files, unknown types', async (t) => {
+  const d = tmp(t);
+  const src = path.join(d, 'src');
+  fs.mkdirSync(src);
+  const fd = fs.openSync(path.join(src, 'sparse'), 'w');
+  fs.writeSync(fd, 'end', 4 * 1024 * 1024);
+  fs.closeSync(fd);
+  for (const [format, re] of [
+    ['gnu', /^layer sparse: entry 'sparse': unsupported entry type 'SparseFile'$/],
+    ['posix', /^layer sparse: entry '.*sparse': sparse files \(GNU\.sparse PAX records\) are not supported$/],
+  ] as const) {
+    const tar = path.join(d, `${format}.tar`);
+    await gnuTar(src, ['-S', `--format=${format}`, '-cf', tar, 'sparse']);
+    const e = await t.throwsAsync(unpackLayer(tar, path.join(d, `out-${format}`), { label: 'sparse' }), { instanceOf: LayerError }, format);
+    t.regex(e!.message, re, format);
+  }
+});
+
 interface Hostile {
   name: string;
   /** Builds the tarball in dir (cwd for tar) and returns its path. */
