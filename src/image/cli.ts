@@ -144,7 +144,10 @@ async function imageRm(argv: string[]): Promise<number> {
     });
     const lock = await store.lock();
     try {
-      for (const r of recs) {
+      for (const seen of recs) {
+        // Read again under the lock: another writer may have replaced or removed it meanwhile.
+        const r = store.find(seen.name);
+        if (!r) throw new ImageError(`image '${seen.name}' was removed meanwhile`);
         const { deleted, kept } = lock.removeImage(r);
         const keptNote = kept.length > 0 ? `; kept ${kept.length} layer${kept.length === 1 ? '' : 's'} still used by other images` : '';
         process.stdout.write(`removed ${r.name}: deleted ${deleted.length} layer${deleted.length === 1 ? '' : 's'}${keptNote}\n`);
