@@ -38,7 +38,7 @@ import {
 } from './oci.ts';
 import { Progress } from './progress.ts';
 import { normalizeName, type ImageRecord, type Store, type StoreLock, type StoredLayer } from './store.ts';
-import { unpackLayer } from './unpack.ts';
+import { layerDiffID, unpackLayer } from './unpack.ts';
 
 export type Source = { transport: 'oci'; dir: string; tag?: string } | { transport: 'docker-archive'; file: string; ref?: string };
 
@@ -379,7 +379,13 @@ export async function importImage(store: Store, sourceText: string, opts: { name
       const copy = path.join(stage, `blob-${i}`);
       await copyVerified(l.file, copy, l.desc, what, bar);
       blobs.push({ file: copy, digest: l.desc.digest });
-      if (store.hasLayer(l.diffID) || seen.has(l.diffID)) continue;
+      if (store.hasLayer(l.diffID) || seen.has(l.diffID)) {
+        // Stored already: still, this blob must be that layer (runs use the stored one, an
+        // export this blob).
+        const diffID = await layerDiffID(copy, l.desc.mediaType, `${i + 1}/${prep.layers.length} (${l.desc.digest})`);
+        if (diffID !== l.diffID) throw new ImageError(`${what}: uncompressed content has digest ${diffID}, but the config's diff_id is ${l.diffID}`);
+        continue;
+      }
       seen.add(l.diffID);
       const dir = path.join(stage, `layer-${i}`);
       fs.mkdirSync(dir, { mode: 0o700 });

@@ -448,6 +448,27 @@ class Unpacker {
   }
 }
 
+/** The DiffID of a layer blob (sha256 of its uncompressed tar), without unpacking it. */
+export async function layerDiffID(blobFile: string, mediaType: string | undefined, label: string): Promise<string> {
+  let compression = layerCompression(mediaType);
+  const sniffed = sniff(blobFile);
+  if (compression === null || compression === 'none') compression = sniffed;
+  if (compression === 'zstd') throw new ImageError(`layer ${label}: zstd-compressed layers are not supported (Node 20 has no zstd); re-compress it with gzip`);
+  const tap = new HashTap();
+  const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
+    for await (const _ of source) {
+      /* hashed by the tap */
+    }
+  };
+  try {
+    if (compression === 'gzip') await pipeline(fs.createReadStream(blobFile), zlib.createGunzip(), tap, sink);
+    else await pipeline(fs.createReadStream(blobFile), tap, sink);
+  } catch (e) {
+    throw new LayerError(`layer ${label}: corrupt gzip data (${(e as Error).message})`);
+  }
+  return tap.digest();
+}
+
 /**
  * Unpack the layer blob at `blobFile` into `dest` (created here; must not exist). Computes the
  * blob's digest and the DiffID on the way; the caller compares them with what the manifest and

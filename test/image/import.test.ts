@@ -175,6 +175,23 @@ t0('a layer whose content does not match the config diff_id is refused, nothing 
   t.deepEqual(storedObjects(se.store), []);
 });
 
+t0('a blob that claims the diff_id of an already stored layer is checked all the same', async (t) => {
+  const se = storeEnv(t);
+  for (const n of ['one', 'two']) {
+    fs.mkdirSync(path.join(se.dir, n));
+    fs.writeFileSync(path.join(se.dir, n, 'f'), n);
+    await gnuTar(path.join(se.dir, n), ['-cf', `../${n}.tar`, 'f']);
+  }
+  await lfsOk(se, ['image', 'import', `oci:${layoutFromTars(path.join(se.dir, 'l1'), [path.join(se.dir, 'one.tar')])}`, '--name', 'one:1']);
+  const stored = layerDirs(se.store);
+  const liar = layoutFromTars(path.join(se.dir, 'l2'), [path.join(se.dir, 'two.tar')], {}, [`sha256:${stored[0]}`]);
+  const r = await lfs(se, ['image', 'import', `oci:${liar}`, '--name', 'two:1']);
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, new RegExp(`uncompressed content has digest sha256:[0-9a-f]{64}, but the config's diff_id is sha256:${stored[0]}\n$`));
+  t.deepEqual(layerDirs(se.store), stored);
+  t.is(await lfsOk(se, ['image', 'ls', '-q']), 'one:1\n');
+});
+
 t0('docker-archive: a tampered layer is refused by its name digest and the diff_id', async (t) => {
   const se = storeEnv(t);
   const f = fixture();
