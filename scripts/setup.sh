@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # libfuse2: fuse-native's prebuilt addon links against libfuse.so.2.
 # fuse3: fusermount3 and mount.fuse3 (for `mount -t fuse.layerfs` and podman's unmount).
 # attr: setfattr/getfattr, used by tests and handy for looking at opaque markers.
-pkgs=(libfuse2 fuse3 attr util-linux)
+# umoci, skopeo: build and read real OCI images in the image tests (test/image/).
+pkgs=(libfuse2 fuse3 attr util-linux umoci skopeo)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -11,8 +11,14 @@ const USAGE = `usage:
   layerfs SOURCE MOUNTPOINT -o OPTIONS     (mount -t fuse.layerfs form)
   layerfs umount [-l] MOUNTPOINT
   layerfs run [OPTIONS] --lower A:B:C [--upper U --work W] -- CMD [ARGS...]   (see run --help)
+  layerfs run [OPTIONS] IMAGE [--] [CMD [ARGS...]]       an image of the store (defaults from its config)
+  layerfs image import oci:DIR[:TAG] | docker-archive:FILE [--name NAME]
+  layerfs image ls | image rm NAME... | image export NAME DIR
+  layerfs diff UPPER [--from IMAGE | --lower A:B:C]       changes as A/C/D lines (like docker diff)
+  layerfs commit UPPER [--name NEW] [--from IMAGE]        the upper as a new image layer
   layerfs --version | --help
-Layers: A is the top-most lower. Without upperdir/workdir the mount is read-only.`;
+Layers: A is the top-most lower. Without upperdir/workdir the mount is read-only.
+Images are stored in $LAYERFS_STORE (default /var/lib/layerfs); see layerfs image --help.`;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -84,6 +90,15 @@ async function main(argv: string[]): Promise<number> {
       return cmdServe();
     case 'run':
       return (await import('./launcher/run.ts')).cmdRun(rest);
+    case 'image':
+    case 'images':
+    case 'diff':
+    case 'commit': {
+      // mount.fuse3's form with a SOURCE that happens to be one of these words stays a mount.
+      if (rest.some((a) => /(^|,)lowerdir=/.test(a))) return cmdMount(argv);
+      const image = await import('./image/cli.ts');
+      return cmd === 'diff' ? image.cmdDiff(rest) : cmd === 'commit' ? image.cmdCommit(rest) : image.cmdImage(rest);
+    }
     default:
       // podman and mount.fuse3 call the program with mount arguments and no subcommand.
       return cmdMount(argv);
@@ -101,7 +116,7 @@ main(process.argv.slice(2)).then(
     }
     if (e instanceof UserError) {
       process.stderr.write(e.message + '\n');
-      process.exit(1);
+      process.exit((e as UserError & { status?: number }).status ?? 1);
     }
     const err = e as NodeJS.ErrnoException;
     process.stderr.write(`layerfs: ${err?.message ?? String(e)}\n`);

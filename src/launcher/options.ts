@@ -1,6 +1,7 @@
 // `layerfs run` command line: parsing and the checks that need no filesystem.
 //
 //   layerfs run [OPTIONS] --lower A:B:C [--upper U --work W] -- CMD [ARGS...]
+//   layerfs run [OPTIONS] IMAGE [--] [CMD [ARGS...]]     (an image of the store, src/image/)
 //
 // Every bad input becomes a RunError (one line, exit status 125, as docker's launcher errors)
 // before anything is created or mounted.
@@ -31,6 +32,13 @@ export type NetMode = 'none' | 'host';
 
 export interface RunOptions {
   lowers: string[];
+  /**
+   * An image of the store (the first non-option argument when there is no --lower/--rootfs).
+   * run.ts resolves it to its layers and applies its config's defaults before running.
+   */
+  image?: string;
+  /** User from the image's config (a name or number, resolved in the container's /etc/passwd). */
+  imageUser?: string;
   upper?: string;
   work?: string;
   /** An existing directory or mount (e.g. a layerfs mount) used as the root as it is. */
@@ -59,6 +67,8 @@ export interface RunOptions {
 }
 
 export const USAGE = `usage: layerfs run [OPTIONS] --lower A:B:C [--upper U --work W] -- CMD [ARGS...]
+       layerfs run [OPTIONS] IMAGE [--] [CMD [ARGS...]]   (an image of 'layerfs image ls': its layers,
+         Entrypoint/Cmd, Env, WorkingDir and User; CMD replaces Cmd, -e adds, -w/-u override)
   --lower A:B:C          layers, top-most first        --rootfs DIR      use DIR (e.g. a mount) as the root
   --upper U --work W     keep changes in U             --keep            keep the throw-away upper (path printed)
   -e, --env KEY[=VAL]    set a variable                -w, --workdir DIR  working directory inside
@@ -158,8 +168,11 @@ function parseEnv(s: string, hostEnv: NodeJS.ProcessEnv): string | null {
   return v === undefined ? null : `${key}=${v}`;
 }
 
-/** Parse the arguments that follow `layerfs run`. Pure apart from reading the CPU count. */
-export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv = process.env): RunOptions {
+/**
+ * Parse the arguments that follow `layerfs run`. Pure apart from reading the CPU count and
+ * asking `isImage` whether a name is an image of the store (by default nothing is).
+ */
+export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv = process.env, isImage: (name: string) => boolean = () => false): RunOptions {
   const o: RunOptions = {
     lowers: [],
     keep: false,
@@ -292,6 +305,15 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
     }
     throw new RunError(`unknown option '${a}' (see 'layerfs run --help')`);
   }
+  // Without --lower/--rootfs, a first non-option argument that names an image of the store is
+  // the IMAGE; what follows it (after an optional '--') is the command.
+  let notImage: string | undefined;
+  if (lower === undefined && o.rootfs === undefined && i < argv.length && argv[i - 1] !== '--' && !o.cleanupOnly && !o.help) {
+    if (isImage(argv[i])) {
+      o.image = argv[i++];
+      if (argv[i] === '--') i++;
+    } else notImage = argv[i];
+  }
   o.command = argv.slice(i);
 
   if (o.cleanupOnly || o.help) return o;
@@ -302,11 +324,15 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
   if (o.rootfs !== undefined && (lower !== undefined || o.upper !== undefined || o.work !== undefined)) {
     throw new RunError('--rootfs cannot be combined with --lower/--upper/--work');
   }
-  if (o.rootfs === undefined && lower === undefined) throw new RunError('missing --lower A:B:C (or --rootfs DIR)');
+  if (o.rootfs === undefined && lower === undefined && o.image === undefined) {
+    if (notImage !== undefined) throw new RunError(`missing --lower A:B:C (or --rootfs DIR), and '${notImage}' is not an image in the store (see 'layerfs image ls')`);
+    throw new RunError('missing --lower A:B:C (or --rootfs DIR, or an IMAGE)');
+  }
   if ((o.upper === undefined) !== (o.work === undefined)) throw new RunError('--upper and --work go together');
   if (o.keep && o.upper !== undefined) throw new RunError('--keep is for the throw-away upper; with --upper the changes stay anyway');
-  if (o.command.length === 0) throw new RunError('missing command: layerfs run [OPTIONS] --lower A:B -- CMD [ARGS...]');
-  if (o.command[0] === '') throw new RunError('the command is an empty string');
+  // With an IMAGE the command may come from its config: checked when the image is resolved.
+  if (o.command.length === 0 && o.image === undefined) throw new RunError('missing command: layerfs run [OPTIONS] --lower A:B -- CMD [ARGS...]');
+  if (o.command.length > 0 && o.command[0] === '') throw new RunError('the command is an empty string');
   const targets = new Set<string>();
   for (const v of o.volumes) {
     if (targets.has(v.target)) throw new RunError(`two volumes are mounted at '${v.target}'`);

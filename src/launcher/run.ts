@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, parseMountArgs, validateMountConfig } from '../config.ts';
 import { mountBackground, UserError } from '../mount.ts';
+import { applyImage, isStoredImage, resolveImageUser } from '../image/runimage.ts';
 import { TSX_ARGS } from '../root.ts';
 import { stage2Bundle, STAGE2_SOURCE } from './bundle.ts';
 import { createCgroups, limitsUnsupported, oomKills, type Cgroups } from './cgroup.ts';
@@ -246,6 +247,9 @@ class Launch {
         }
       }
       this.checkInterrupted();
+      // An image's User is looked up in the container's own /etc/passwd, now that it is mounted.
+      const user = opts.user ?? (opts.imageUser !== undefined ? resolveImageUser(root, opts.imageUser) : undefined);
+      if (rootless && user && user.uid !== 0) throw new RunError(`user ${user.uid} of the image: without root only uid 0 is mapped in the container's user namespace`);
       try {
         cg = createCgroups(id, limits, (d) => rec.update((s) => s.cgroupDirs.push(d)));
       } catch (e) {
@@ -264,8 +268,8 @@ class Launch {
         userns,
         requestMap: userns && !rootless,
         workdir: opts.workdir ?? '/',
-        uid: opts.user?.uid ?? 0,
-        gid: opts.user?.gid ?? opts.user?.uid ?? 0,
+        uid: user?.uid ?? 0,
+        gid: user?.gid ?? user?.uid ?? 0,
         env: containerEnv(opts, hostname),
         command: opts.command,
         tty: opts.tty,
@@ -405,7 +409,7 @@ class Launch {
 /** `layerfs run ARGS`: returns the exit status (CMD's, or 125 for the launcher's own errors). */
 export async function cmdRun(argv: string[]): Promise<number> {
   try {
-    const opts = parseRunArgs(argv);
+    const opts = parseRunArgs(argv, process.env, (name) => isStoredImage(name));
     if (opts.help) {
       process.stdout.write(USAGE + '\n');
       return 0;
@@ -416,7 +420,13 @@ export async function cmdRun(argv: string[]): Promise<number> {
       say(`layerfs run: reaped ${reaped.length} leftover run${reaped.length === 1 ? '' : 's'}`);
       return problems.length > 0 ? 1 : 0;
     }
-    return await new Launch(opts).run();
+    // IMAGE: its layers and config; the layers stay locked (shared) while the container runs.
+    const held = opts.image !== undefined ? applyImage(opts) : [];
+    try {
+      return await new Launch(opts).run();
+    } finally {
+      for (const fd of held) fs.closeSync(fd);
+    }
   } catch (e) {
     if (e instanceof RunError) {
       say(e.message);

@@ -706,3 +706,47 @@ export function execve(path: PathArg, argv: readonly string[], env: readonly str
   procLib().execve(cPath(path), [...argv, null], [...env, null]);
   fail('execve', path);
 }
+
+// ---------------------------------------------------------------------------
+// advisory locks and syncfs (for the image store, src/image/)
+
+interface LibcStore {
+  flock(fd: number, op: number): number;
+  syncfs(fd: number): number;
+}
+
+let libcStore: LibcStore | undefined;
+
+function storeLib(): LibcStore {
+  if (libcStore) return libcStore;
+  lib(); // platform check
+  const so = koffi.load('libc.so.6');
+  libcStore = {
+    flock: so.func('int flock(int fd, int op)'),
+    syncfs: so.func('int syncfs(int fd)'),
+  };
+  return libcStore;
+}
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+
+/**
+ * flock(2) on an open descriptor (a file or a directory). With LOCK_NB, returns false when
+ * another open file description holds a conflicting lock (EWOULDBLOCK) instead of waiting.
+ * The kernel drops the lock when the last descriptor of that open file is closed, so a
+ * process that dies never leaves it behind.
+ */
+export function flock(fd: number, op: number): boolean {
+  if (storeLib().flock(fd, op) === 0) return true;
+  const errno = koffi.errno();
+  if (errno === os.constants.errno.EWOULDBLOCK && (op & LOCK_NB) !== 0) return false;
+  throw sysError(errno, 'flock');
+}
+
+/** syncfs(2): write back everything of the filesystem that holds `fd`. */
+export function syncfs(fd: number): void {
+  if (storeLib().syncfs(fd) !== 0) fail('syncfs');
+}
