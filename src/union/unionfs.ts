@@ -417,8 +417,10 @@ export class UnionFs {
     checkPath(src);
     checkPath(dst);
     this.writable();
-    if (flags & ~sys.RENAME_NOREPLACE) throw fsErr('EINVAL');
+    if (flags & ~(sys.RENAME_NOREPLACE | sys.RENAME_EXCHANGE)) throw fsErr('EINVAL');
+    if ((flags & sys.RENAME_NOREPLACE) && (flags & sys.RENAME_EXCHANGE)) throw fsErr('EINVAL');
     if (src === '/' || dst === '/') throw fsErr('EBUSY');
+    if (flags & sys.RENAME_EXCHANGE) return this.exchange(src, dst);
     // As in createIn: a `.wh.*` name in the upper would vanish from the union.
     if (isOciName(baseName(dst))) throw fsErr('EINVAL', '.wh.* names are reserved for whiteouts');
     const se = this.resolver.get(src);
@@ -471,6 +473,35 @@ export class UnionFs {
     this.detachHandles(dst); // whatever was at dst is gone
     for (const f of this.files.values()) {
       if (isWithin(f.path, src)) f.path = dst + f.path.slice(src.length);
+    }
+  }
+
+  /**
+   * renameat2(RENAME_EXCHANGE): both names stay, so no whiteout is needed. As in the kernel
+   * with redirect_dir=off, a directory that a lower contributes to cannot move (EXDEV); an
+   * upper-only directory that moves into a merged directory is made opaque.
+   */
+  private async exchange(src: string, dst: string): Promise<void> {
+    const se = this.resolver.get(src);
+    const de = this.resolver.get(dst);
+    if (src === dst) return;
+    if ((se.type === 'dir' && isWithin(dst, src)) || (de.type === 'dir' && isWithin(src, dst))) throw fsErr('EINVAL');
+    if (se.type === 'dir' && this.resolver.isMergedOrLower(se)) throw fsErr('EXDEV');
+    if (de.type === 'dir' && this.resolver.isMergedOrLower(de)) throw fsErr('EXDEV');
+    const up = this.upper!;
+    const a = await this.copyUp(src);
+    const b = await this.copyUp(dst);
+    const srcAbs = up.path(src);
+    const dstAbs = up.path(dst);
+    const mergedParent = (p: string) => this.resolver.isMergedOrLower(this.resolver.get(parentOf(p)));
+    if (a.type === 'dir' && mergedParent(dst) && !this.wf.isOpaqueDir(srcAbs, false)) this.wf.setOpaque(srcAbs);
+    if (b.type === 'dir' && mergedParent(src) && !this.wf.isOpaqueDir(dstAbs, false)) this.wf.setOpaque(dstAbs);
+    sys.renameat2(srcAbs, dstAbs, sys.RENAME_EXCHANGE);
+    this.resolver.invalidateTree(src);
+    this.resolver.invalidateTree(dst);
+    for (const f of this.files.values()) {
+      if (isWithin(f.path, src)) f.path = dst + f.path.slice(src.length);
+      else if (isWithin(f.path, dst)) f.path = src + f.path.slice(dst.length);
     }
   }
 

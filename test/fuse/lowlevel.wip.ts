@@ -258,7 +258,7 @@ ltest('new objects belong to the caller (fuse_ctx uid/gid)', async (t) => {
   t.is((await fsp.lstat(L.m('open/private'))).mode & 0o777, 0o600);
 });
 
-ltest('rename flags: NOREPLACE gives EEXIST; EXCHANGE is passed on (the union refuses it)', async (t) => {
+ltest('rename flags: NOREPLACE gives EEXIST; EXCHANGE swaps the two names', async (t) => {
   const L = layers(t, 1, ([l0]) => {
     fs.writeFileSync(path.join(l0!, 'a'), 'a');
     fs.writeFileSync(path.join(l0!, 'b'), 'b');
@@ -268,10 +268,13 @@ ltest('rename flags: NOREPLACE gives EEXIST; EXCHANGE is passed on (the union re
   t.is(await fsp.readFile(L.m('b'), 'utf8'), 'b');
   t.is(await py(RENAMEAT2, L.m('a'), L.m('c'), '1'), 0);
   t.is(await fsp.readFile(L.m('c'), 'utf8'), 'a');
-  t.is(await py(RENAMEAT2, L.m('c'), L.m('b'), '2'), E.EINVAL);
-  t.is(await py(RENAMEAT2, L.m('c'), L.m('b'), '0'), 0);
+  t.is(await py(RENAMEAT2, L.m('c'), L.m('b'), '2'), 0);
+  t.is(await fsp.readFile(L.m('c'), 'utf8'), 'b');
   t.is(await fsp.readFile(L.m('b'), 'utf8'), 'a');
+  t.is(await py(RENAMEAT2, L.m('c'), L.m('b'), '0'), 0);
+  t.is(await fsp.readFile(L.m('b'), 'utf8'), 'b');
   t.false(fs.existsSync(L.m('a')));
+  t.false(fs.existsSync(L.m('c')));
 });
 
 ltest('xattrs: size query, ERANGE into a too-small buffer, list', async (t) => {

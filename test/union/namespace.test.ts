@@ -362,10 +362,52 @@ test('rename over an existing target replaces it (lower or upper target)', async
   t.true(isWhiteout(path.join(e.upper, 'sym')));
   t.deepEqual(names(u, '/'), ['dst1', 'dst2']);
   await t.throwsAsync(u.rename('/dst1', '/dst2', sys.RENAME_NOREPLACE), { code: 'EEXIST' });
-  // Not supported (kernel overlayfs does support RENAME_EXCHANGE).
-  await t.throwsAsync(u.rename('/dst1', '/dst2', sys.RENAME_EXCHANGE), { code: 'EINVAL' });
+  await t.throwsAsync(u.rename('/dst1', '/dst2', sys.RENAME_EXCHANGE | sys.RENAME_NOREPLACE), { code: 'EINVAL' });
+  await t.throwsAsync(u.rename('/dst1', '/missing', sys.RENAME_EXCHANGE), { code: 'ENOENT' });
   await t.throwsAsync(u.rename('/missing', '/x'), { code: 'ENOENT' });
   await t.throwsAsync(u.rename('/dst1', '/missing/x'), { code: 'ENOENT' });
+  assertWorkEmpty(t, e);
+  check();
+});
+
+test('RENAME_EXCHANGE: both names stay (no whiteouts); lower dirs give EXDEV; an upper dir moved into a merged dir turns opaque', async (t) => {
+  const e = env(t);
+  file(e.lowers[0]!, 'a', 'lower a');
+  dir(e.lowers[0]!, 'ld/x');
+  dir(e.lowers[0]!, 'm/below');
+  file(e.upper, 'u', 'upper u');
+  file(e.upper, 'v', 'upper v');
+  dir(e.upper, 'ud');
+  file(e.upper, 'ud/inside', 'in');
+  dir(e.upper, 'm');
+  file(e.upper, 'm/f', 'file in merged m');
+  const check = guard(t, ...e.lowers);
+  const u = e.union();
+  const fh = await u.open('/u', O_RDONLY);
+  await u.rename('/u', '/v', sys.RENAME_EXCHANGE);
+  t.is(await readAll(u, '/u'), 'upper v');
+  t.is(await readAll(u, '/v'), 'upper u');
+  // Lower file with upper file: the lower one is copied up, and no whiteout is left.
+  await u.rename('/a', '/u', sys.RENAME_EXCHANGE);
+  t.is(await readAll(u, '/u'), 'lower a');
+  t.is(await readAll(u, '/a'), 'upper v');
+  t.false(isWhiteout(path.join(e.upper, 'a')));
+  t.is(fs.readFileSync(path.join(e.upper, 'a'), 'utf8'), 'upper v');
+  // A directory a lower has cannot move.
+  await t.throwsAsync(u.rename('/ld', '/v', sys.RENAME_EXCHANGE), { code: 'EXDEV' });
+  await t.throwsAsync(u.rename('/v', '/ld', sys.RENAME_EXCHANGE), { code: 'EXDEV' });
+  // An upper-only dir swapped into the merged dir m hides what a lower has at its new name.
+  await u.rename('/ud', '/m/f', sys.RENAME_EXCHANGE);
+  t.true(isOpaque(path.join(e.upper, 'm/f')));
+  t.deepEqual(names(u, '/m/f'), ['inside']);
+  t.is(await readAll(u, '/ud'), 'file in merged m');
+  await t.throwsAsync(u.rename('/m', '/m/f/inside', sys.RENAME_EXCHANGE), { code: 'EINVAL' });
+  await t.throwsAsync(u.rename('/m/f', '/m/f/inside', sys.RENAME_EXCHANGE), { code: 'EINVAL' });
+  // An open handle follows its object to the new name.
+  await u.rename('/v', '/ud', sys.RENAME_EXCHANGE);
+  const b = Buffer.alloc(16);
+  t.is(b.toString('utf8', 0, await u.read(fh, b, 16, 0)), 'upper u');
+  u.release(fh);
   assertWorkEmpty(t, e);
   check();
 });
