@@ -168,6 +168,8 @@ export function mountNative(fs: UnionFs, o: NativeMountOptions): Promise<void> {
   // fuse-native joins its option list unescaped, so options it has no name for ride along
   // in the fsname value: big writes (else 4 KiB pieces), our inode numbers, mount flags.
   const extra = ['big_writes', 'max_write=131072', 'use_ino', 'attr_timeout=0', o.readonly ? 'ro' : 'rw', ...o.extra];
+  // (fuse-native drops an entryTimeout of 0 too.)
+  if (o.cacheTimeout === 0) extra.push('entry_timeout=0', 'negative_timeout=0');
   const fuse = new Fuse(o.mountpoint, makeOps(fs), {
     fsname: [o.fsname.replace(/,/g, '_'), ...extra].join(','),
     subtype: 'layerfs',
