@@ -902,7 +902,7 @@ export class LowLevelAdapter {
           entry = { nodeid: 0, attr: { ...ZERO_ATTR, ino, mode: typeMode[it.type] ?? 0 }, entryTimeout: 0, attrTimeout: 0 };
         }
       }
-      const sz = direntSize(Buffer.byteLength(name), askedPlus);
+      const sz = direntSize(name.length, askedPlus); // a byte string: one char per byte
       if (used + sz > size) {
         if (node && created.at(-1) === node) {
           created.pop();

@@ -541,3 +541,52 @@ for (const kind of ['no upper', 'readonly option'] as const) {
     check();
   });
 }
+
+// ------------------------------------------------------------------ names that are not UTF-8
+
+/** root/a/b... as bytes: each component a byte array or an ASCII string. */
+function rawPath(root: string, ...parts: (number[] | string)[]): Buffer {
+  return Buffer.concat([Buffer.from(root), ...parts.flatMap((p) => [Buffer.from('/'), Buffer.from(p as never)])]);
+}
+
+function whiteoutAt(p: Buffer): boolean {
+  try {
+    const st = fs.lstatSync(p, { bigint: true });
+    return st.isCharacterDevice() && st.rdev === 0n;
+  } catch {
+    return false;
+  }
+}
+
+test('byte-string names: names that are not valid UTF-8 are looked up, listed, created, renamed, removed as their bytes', async (t) => {
+  const e = env(t);
+  const cafe = [0x63, 0x61, 0x66, 0xe9]; // "caf\xe9": latin1, not UTF-8
+  fs.writeFileSync(rawPath(e.lowers[0]!, [0xff]), 'ff');
+  fs.mkdirSync(rawPath(e.lowers[0]!, cafe));
+  fs.writeFileSync(rawPath(e.lowers[0]!, cafe, 'x'), 'x');
+  fs.writeFileSync(rawPath(e.lowers[0]!, [0xc3, 0xa9]), 'utf-8 e-acute'); // valid UTF-8 "é"
+  const check = guard(t, ...e.lowers);
+  const u = e.union();
+  // Union paths are byte strings: one char per byte.
+  t.deepEqual(names(u, '/'), ['caf\xe9', '\xc3\xa9', '\xff'].sort());
+  t.is(await readAll(u, '/\xff'), 'ff');
+  t.is(await readAll(u, '/\xc3\xa9'), 'utf-8 e-acute');
+  t.deepEqual(names(u, '/caf\xe9'), ['x']);
+  const fh = await u.create('/new\xfe', 0o644, O_RDWR | O_CREAT);
+  u.release(fh);
+  t.true(fs.existsSync(rawPath(e.upper, [0x6e, 0x65, 0x77, 0xfe])), 'created under its bytes in the upper');
+  await u.rename('/caf\xe9/x', '/caf\xe9/\xef\xbf');
+  t.true(whiteoutAt(rawPath(e.upper, cafe, 'x')), 'whiteout in the copied-up parent');
+  t.true(fs.existsSync(rawPath(e.upper, cafe, [0xef, 0xbf])));
+  t.deepEqual(names(u, '/caf\xe9'), ['\xef\xbf']);
+  await u.setxattr('/\xff', 'user.k', Buffer.from('v'), 0);
+  t.is(u.getxattr('/\xff', 'user.k').toString(), 'v');
+  t.is(sys.lgetxattr(rawPath(e.upper, [0xff]), 'user.k')?.toString(), 'v', 'copied up under its bytes');
+  await u.unlink('/\xff');
+  t.true(whiteoutAt(rawPath(e.upper, [0xff])));
+  t.deepEqual(names(u, '/'), ['caf\xe9', 'new\xfe', '\xc3\xa9'].sort());
+  // A string with a char above 0xff is no byte string, so no path.
+  t.throws(() => u.getattr('/\u0100'), { code: 'EINVAL' });
+  assertWorkEmpty(t, e);
+  check();
+});
