@@ -599,7 +599,9 @@ export class LowLevelAdapter {
           if (sp === null || dp === null) throw fsError('ENOENT');
           const src = joinChild(sp, name);
           const dst = joinChild(dp, newname);
-          await this.watching([t.child(p, name), np], () => fs.rename(src, dst, flags));
+          // RENAME_EXCHANGE copies the destination up too.
+          const starts = flags & RENAME_EXCHANGE ? [t.child(p, name), t.child(np, newname), np] : [t.child(p, name), np];
+          await this.watching(starts, () => fs.rename(src, dst, flags));
           if (flags & RENAME_EXCHANGE) t.exchange(p, name, np, newname);
           else t.rename(p, name, np, newname);
           r.ok();

@@ -386,8 +386,24 @@ ltest('copy-up changes st_ino behind the kernel: cached attributes of copied-up 
   await fsp.writeFile(L.m('a/b/new'), 'n'); // copies up a and a/b
   t.is((await fsp.stat(L.m('a'))).ino, fs.statSync(path.join(L.upper, 'a')).ino);
   t.is((await fsp.stat(L.m('a/b'))).ino, fs.statSync(path.join(L.upper, 'a', 'b')).ino);
+  // d_ino in a listing the kernel keeps (cache_readdir): read it before the copy-up of f...
+  const dino = async () => {
+    const py = 'import os, sys\nprint([e.inode() for e in os.scandir(sys.argv[1]) if e.name == "f"][0])';
+    return Number((await run('python3', ['-c', py, L.m('a/b')])).stdout.toString().trim());
+  };
+  t.is(await dino(), fs.statSync(path.join(L.lowers[0]!, 'a', 'b', 'f')).ino);
   await shOk('setfattr', '-n', 'user.x', '-v', '1', L.m('a/b/f')); // copies up f
   t.is((await fsp.stat(L.m('a/b/f'))).ino, fs.statSync(path.join(L.upper, 'a', 'b', 'f')).ino);
+  // ...and after it: the listing was dropped, so it shows the new number too.
+  t.is(await dino(), fs.statSync(path.join(L.upper, 'a', 'b', 'f')).ino);
+  // RENAME_EXCHANGE copies up both sides, the destination too.
+  fs.writeFileSync(path.join(L.upper, 'a', 'b', 'u'), 'u');
+  await fsp.stat(L.m('a/b/u'));
+  fs.writeFileSync(path.join(L.lowers[0]!, 'x'), 'x');
+  await fsp.stat(L.m('x'));
+  t.is(await py(RENAMEAT2, L.m('a/b/u'), L.m('x'), '2'), 0);
+  t.is((await fsp.stat(L.m('a/b/u'))).ino, fs.statSync(path.join(L.upper, 'a', 'b', 'u')).ino);
+  t.is((await fsp.stat(L.m('x'))).ino, fs.statSync(path.join(L.upper, 'x')).ino);
 });
 
 ltest('namespace: a renamed directory carries its subtree; unlinked open files stay usable; hard links', async (t) => {
