@@ -25,10 +25,12 @@ fi
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || { echo "setup: /dev/fuse is missing" >&2; exit 1; }
 
 # node-gyp builds against Node's own headers when the machine has them (Debian's nodejs does),
-# instead of downloading a header tarball.
+# instead of downloading a header tarball. Given to the build commands only (npm warns about
+# the setting on every command it is in the environment of).
+gyp_env=()
 if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node_api.h ] \
   && [ "$(node -p process.execPath)" = /usr/bin/node ]; then
-  export npm_config_nodedir=/usr
+  gyp_env=(npm_config_nodedir=/usr)
 fi
 
 # npm ci (which also builds the addon: the package's install script) only when the lock file
@@ -38,7 +40,7 @@ addon=build/Release/layerfs_fuse.node
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  if ! npm ci --no-audit --no-fund --loglevel=error >"$log" 2>&1; then
+  if ! env "${gyp_env[@]}" npm ci --no-audit --no-fund --loglevel=error >"$log" 2>&1; then
     cat "$log" >&2
     echo "setup: npm ci failed" >&2
     exit 1
@@ -48,7 +50,7 @@ fi
 
 # The addon alone: missing (a cleaned build/), or older than its sources.
 if [ ! -f "$addon" ] || [ binding.gyp -nt "$addon" ] || [ native/layerfs_fuse.cc -nt "$addon" ]; then
-  if ! npm run --silent install >"$log" 2>&1; then
+  if ! env "${gyp_env[@]}" npm run --silent install >"$log" 2>&1; then
     cat "$log" >&2
     echo "setup: building the FUSE addon ($addon) failed" >&2
     exit 1
