@@ -1,8 +1,9 @@
 // FUSE backends compared on this machine, in one run:
 //
-//   kernel overlayfs (reference) | fuse-overlayfs | layerfs on fuse-native (bin/layerfs mount as
-//   it is) | layerfs on the low-level binding, requests read by the JS thread ('inline') | the
-//   same with a session thread ('thread')
+//   kernel overlayfs (reference) | fuse-overlayfs | layerfs on fuse-native (bin/layerfs mount
+//   -o backend=fuse-native) | layerfs as shipped (bin/layerfs mount: the low-level binding,
+//   requests read by the JS thread) | the low-level binding with a session thread ('thread',
+//   served by this script in a child)
 //
 //   npx tsx bench/backends.ts [--reps N] [--files N] [--mib N] [--only name,name]
 //
@@ -154,7 +155,7 @@ interface Mounted {
 
 interface Backend {
   name: string;
-  /** The smallest cache time it can be mounted with (bin/layerfs refuses timeout=0). */
+  /** The smallest cache time it can be mounted with (all take timeout=0 now). */
   minTimeout?: number;
   mount(s: Spec): Promise<Mounted>;
 }
@@ -207,15 +208,20 @@ const fuseOverlayfs: Backend = {
   },
 };
 
-const fuseNative: Backend = {
-  name: 'layerfs fuse-native',
-  minTimeout: 1,
-  async mount(s) {
-    await shOk(LAYERFS, ['mount', '-o', `lowerdir=${s.lowers.join(':')},upperdir=${s.upper},workdir=${s.work},timeout=${s.timeout}`, s.mnt]);
-    const pid = readState(s.mnt)?.pid;
-    return track({ mnt: s.mnt, pid, unmount: async () => void (await sh(LAYERFS, ['umount', s.mnt])) });
-  },
-};
+function layerfsMount(name: string, backend: 'fuse-native' | 'lowlevel'): Backend {
+  return {
+    name,
+    async mount(s) {
+      const o = `lowerdir=${s.lowers.join(':')},upperdir=${s.upper},workdir=${s.work},timeout=${s.timeout},backend=${backend}`;
+      await shOk(LAYERFS, ['mount', '-o', o, s.mnt]);
+      const pid = readState(s.mnt)?.pid;
+      return track({ mnt: s.mnt, pid, unmount: async () => void (await sh(LAYERFS, ['umount', s.mnt])) });
+    },
+  };
+}
+
+const fuseNative = layerfsMount('layerfs fuse-native', 'fuse-native');
+const layerfsDefault = layerfsMount('layerfs lowlevel', 'lowlevel');
 
 function lowLevel(dispatch: 'thread' | 'inline'): Backend {
   return {
@@ -249,7 +255,9 @@ function lowLevel(dispatch: 'thread' | 'inline'): Backend {
   };
 }
 
-const ALL: Backend[] = [kernel, fuseOverlayfs, fuseNative, lowLevel('inline'), lowLevel('thread')];
+// lowLevel('inline') is what bin/layerfs serves (layerfsDefault); run it with --only inline.
+const ALL: Backend[] = [kernel, fuseOverlayfs, fuseNative, layerfsDefault, lowLevel('thread'), lowLevel('inline')];
+const DEFAULT_SET = ['kernel overlayfs', 'fuse-overlayfs', 'layerfs fuse-native', 'layerfs lowlevel', 'layerfs lowlevel thread'];
 
 // ------------------------------------------------------------------------------------------
 // workloads
@@ -429,7 +437,7 @@ function printTable(backends: Backend[], rows: Map<string, Row>, reps: number, f
     ];
     for (const [label, f] of rl) console.log(`${label.padEnd(w0)} | ${cols.map((c, k) => pad(f(rows.get(c)!), ws[k]!)).join(' | ')}`);
   }
-  if (backends.some((b) => b.minTimeout)) console.log('* bin/layerfs refuses timeout=0 (config.ts), so its stats are cached: see getxattr for its round trip');
+  if (backends.some((b) => b.minTimeout)) console.log('* mounted with a cache time, so its stats are cached: see getxattr for its round trip');
   const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   console.log(`\n${reps} repetition(s) of find/dd (medians); ${os.cpus().length} CPUs; load average now ${load}; kernel ${os.release()}; node ${process.version}`);
 }
@@ -446,7 +454,7 @@ async function main(): Promise<void> {
   const mib = opt('--mib', 1024);
   const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1]!.split(',') : null;
   if (process.getuid?.() !== 0) throw new Error('run as root (mounts, drop_caches)');
-  const backends = ALL.filter((b) => !only || only.some((o) => b.name.includes(o)));
+  const backends = ALL.filter((b) => (only ? only.some((o) => b.name.includes(o)) : DEFAULT_SET.includes(b.name)));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-bench-'));
   const cleanup = async () => {
     for (const m of [...live]) {

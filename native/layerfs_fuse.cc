@@ -25,6 +25,10 @@
 // Argument validation happens before the in-flight entry is taken, so a reply call with bad
 // arguments throws a TypeError and leaves the request answerable (the JS layer answers EIO).
 //
+// Names: file names reach JS as byte strings (latin1, one char per byte: the kernel's bytes,
+// valid UTF-8 or not) and come back the same way (dirents, notifications, readlink); xattr
+// names are text (UTF-8), and one that is not valid UTF-8 is refused.
+//
 // Buffers: read replies are written from the JS Buffer the data was read into. A write's
 // payload is not copied: the receive buffer it sits in is taken over (libfuse allocates a new
 // one, as it does whenever buf.mem is NULL) and JS gets a Uint8Array over the payload in
@@ -130,6 +134,14 @@ static napi_value make_bigint_u64(napi_env env, uint64_t v) {
 static napi_value make_string(napi_env env, const std::string &s) {
   napi_value r;
   napi_create_string_utf8(env, s.data(), s.size(), &r);
+  return r;
+}
+
+// File names are bytes: they reach JS as byte strings (latin1, one char per byte), so names
+// that are not valid UTF-8 survive the trip (see src/union/bytes.ts).
+static napi_value make_bytes_string(napi_env env, const std::string &s) {
+  napi_value r;
+  napi_create_string_latin1(env, s.data(), s.size(), &r);
   return r;
 }
 
@@ -242,6 +254,18 @@ static bool get_string(napi_env env, napi_value v, std::string *out) {
   out->resize(n + 1);
   size_t got;
   if (napi_get_value_string_utf8(env, v, &(*out)[0], n + 1, &got) != napi_ok) return false;
+  out->resize(got);
+  return true;
+}
+
+// The bytes of a byte string (latin1). Node-API would truncate a char above 0xff to its low
+// byte; the JS side (lowlevel.ts) refuses such strings before they get here.
+static bool get_bytes_string(napi_env env, napi_value v, std::string *out) {
+  size_t n;
+  if (napi_get_value_string_latin1(env, v, nullptr, 0, &n) != napi_ok) return false;
+  out->resize(n + 1);
+  size_t got;
+  if (napi_get_value_string_latin1(env, v, &(*out)[0], n + 1, &got) != napi_ok) return false;
   out->resize(got);
   return true;
 }
@@ -471,8 +495,9 @@ static void set_fi(Rec *r, struct fuse_file_info *fi) {
   }
 }
 
-// Names the JS side cannot represent as strings (not valid UTF-8) are refused here.
-static bool check_name(fuse_req_t req, const char *name, int err) {
+// Xattr names reach JS as text (UTF-8): one that is not valid UTF-8 is refused here. (File
+// names are bytes and go through as they are.)
+static bool check_xattr_name(fuse_req_t req, const char *name, int err) {
   if (valid_utf8(name, strlen(name))) return true;
   fuse_reply_err(req, err);
   return false;
@@ -527,7 +552,6 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
 }
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  if (!check_name(req, name, ENOENT)) return;
   Rec *r = new_rec(req, OP_LOOKUP, parent);
   r->name = name;
   push(sess(req), r);
@@ -588,7 +612,6 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
-  if (!check_name(req, name, EILSEQ)) return;
   Rec *r = new_rec(req, OP_MKNOD, parent);
   r->name = name;
   r->v[0] = mode;
@@ -597,7 +620,6 @@ static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 }
 
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
-  if (!check_name(req, name, EILSEQ)) return;
   Rec *r = new_rec(req, OP_MKDIR, parent);
   r->name = name;
   r->v[0] = mode;
@@ -605,21 +627,18 @@ static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 }
 
 static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  if (!check_name(req, name, ENOENT)) return;
   Rec *r = new_rec(req, OP_UNLINK, parent);
   r->name = name;
   push(sess(req), r);
 }
 
 static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  if (!check_name(req, name, ENOENT)) return;
   Rec *r = new_rec(req, OP_RMDIR, parent);
   r->name = name;
   push(sess(req), r);
 }
 
 static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
-  if (!check_name(req, name, EILSEQ)) return;
   Rec *r = new_rec(req, OP_SYMLINK, parent);
   r->name = name;
   r->dataLen = strlen(link);
@@ -629,7 +648,6 @@ static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags) {
-  if (!check_name(req, name, ENOENT) || !check_name(req, newname, EILSEQ)) return;
   Rec *r = new_rec(req, OP_RENAME, parent);
   r->name = name;
   r->name2 = newname;
@@ -639,7 +657,6 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 }
 
 static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
-  if (!check_name(req, newname, EILSEQ)) return;
   Rec *r = new_rec(req, OP_LINK, ino);
   r->name = newname;
   r->v[0] = (int64_t)newparent;
@@ -766,7 +783,7 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
 
 static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags) {
-  if (!check_name(req, name, EOPNOTSUPP)) return;
+  if (!check_xattr_name(req, name, EOPNOTSUPP)) return;
   char *data = copy_bytes(value, size);
   if (!data) {
     fuse_reply_err(req, ENOMEM);
@@ -781,7 +798,7 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 }
 
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
-  if (!check_name(req, name, ENODATA)) return;
+  if (!check_xattr_name(req, name, ENODATA)) return;
   Rec *r = new_rec(req, OP_GETXATTR, ino);
   r->name = name;
   r->v[0] = (int64_t)size;
@@ -795,7 +812,7 @@ static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
-  if (!check_name(req, name, ENODATA)) return;
+  if (!check_xattr_name(req, name, ENODATA)) return;
   Rec *r = new_rec(req, OP_REMOVEXATTR, ino);
   r->name = name;
   push(sess(req), r);
@@ -809,7 +826,6 @@ static void ll_access(fuse_req_t req, fuse_ino_t ino, int mask) {
 
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                       struct fuse_file_info *fi) {
-  if (!check_name(req, name, EILSEQ)) return;
   Rec *r = new_rec(req, OP_CREATE, parent);
   r->name = name;
   r->v[0] = mode;
@@ -1041,7 +1057,8 @@ static void deliver_one(Session *s, napi_value fn, napi_value recv, Rec *r) {
   argv[5] = make_u32(env, r->pid);
   argv[6] = make_u32(env, r->umask);
   auto add = [&](napi_value v) { argv[argc++] = v; };
-  auto name = [&]() { return make_string(env, r->name); };
+  auto name = [&]() { return make_bytes_string(env, r->name); };   // a file name: bytes
+  auto xname = [&]() { return make_string(env, r->name); };        // an xattr name: text
   auto data_buffer = [&]() -> napi_value {
     napi_value b;
     if (r->dataLen == 0) {
@@ -1087,7 +1104,8 @@ static void deliver_one(Session *s, napi_value fn, napi_value recv, Rec *r) {
       break;
     }
     case OP_EXIT: add(make_int(env, r->v[0])); break;
-    case OP_LOOKUP: case OP_UNLINK: case OP_RMDIR: case OP_REMOVEXATTR: add(name()); break;
+    case OP_LOOKUP: case OP_UNLINK: case OP_RMDIR: add(name()); break;
+    case OP_REMOVEXATTR: add(xname()); break;
     case OP_FORGET: add(make_double(env, (double)r->v[0])); break;
     case OP_GETATTR: add(fh_value(env, r)); break;
     case OP_SETATTR:
@@ -1111,7 +1129,7 @@ static void deliver_one(Session *s, napi_value fn, napi_value recv, Rec *r) {
     case OP_RENAME:
       add(name());
       add(make_double(env, (double)(uint64_t)r->v[0]));
-      add(make_string(env, r->name2));
+      add(make_bytes_string(env, r->name2));
       add(make_u32(env, (uint32_t)r->v[1]));
       break;
     case OP_LINK: add(make_double(env, (double)(uint64_t)r->v[0])); add(name()); break;
@@ -1138,8 +1156,8 @@ static void deliver_one(Session *s, napi_value fn, napi_value recv, Rec *r) {
       add(make_double(env, (double)r->v[1]));
       break;
     case OP_RELEASEDIR: add(fh_value(env, r)); break;
-    case OP_SETXATTR: add(name()); add(data_buffer()); add(make_int(env, r->v[0])); break;
-    case OP_GETXATTR: add(name()); add(make_double(env, (double)r->v[0])); break;
+    case OP_SETXATTR: add(xname()); add(data_buffer()); add(make_int(env, r->v[0])); break;
+    case OP_GETXATTR: add(xname()); add(make_double(env, (double)r->v[0])); break;
     case OP_LISTXATTR: add(make_double(env, (double)r->v[0])); break;
     case OP_ACCESS: add(make_int(env, r->v[0])); break;
     case OP_CREATE: add(name()); add(make_u32(env, (uint32_t)r->v[0])); add(make_int(env, r->v[1])); break;
@@ -1825,7 +1843,7 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   return result(env, fuse_reply_buf(req, p, n));
 }
 
-// replyReadlink(s, id, bytes|string)
+// replyReadlink(s, id, bytes|byte string)
 static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   ReplyCtx c;
   if (!reply_args(env, info, &c, 3)) return nullptr;
@@ -1833,7 +1851,7 @@ static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   napi_valuetype t;
   napi_typeof(env, c.argv[2], &t);
   if (t == napi_string) {
-    if (!get_string(env, c.argv[2], &target)) return throw_type(env, "bad target");
+    if (!get_bytes_string(env, c.argv[2], &target)) return throw_type(env, "bad target");
   } else {
     const char *p;
     size_t n;
@@ -2004,7 +2022,7 @@ static napi_value js_notify_inval_entry(napi_env env, napi_callback_info info) {
   if (!s) return throw_type(env, "notifyInvalEntry(session, parent, name)");
   uint64_t parent;
   std::string name;
-  if (!get_u64(env, argv[1], &parent) || !get_string(env, argv[2], &name)) return throw_type(env, "bad arguments");
+  if (!get_u64(env, argv[1], &parent) || !get_bytes_string(env, argv[2], &name)) return throw_type(env, "bad arguments");
   if (s->destroyed || !s->se) return make_int(env, -ENOTCONN);
   return make_int(env, fuse_lowlevel_notify_inval_entry(s->se, parent, name.c_str(), name.size()));
 }
@@ -2017,7 +2035,7 @@ static napi_value js_notify_delete(napi_env env, napi_callback_info info) {
   if (!s) return throw_type(env, "notifyDelete(session, parent, child, name)");
   uint64_t parent, child;
   std::string name;
-  if (!get_u64(env, argv[1], &parent) || !get_u64(env, argv[2], &child) || !get_string(env, argv[3], &name))
+  if (!get_u64(env, argv[1], &parent) || !get_u64(env, argv[2], &child) || !get_bytes_string(env, argv[3], &name))
     return throw_type(env, "bad arguments");
   if (s->destroyed || !s->se) return make_int(env, -ENOTCONN);
   return make_int(env, fuse_lowlevel_notify_delete(s->se, parent, child, name.c_str(), name.size()));

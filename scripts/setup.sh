@@ -4,11 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# libfuse2: fuse-native's prebuilt addon links against libfuse.so.2.
+# libfuse3-dev, pkg-config, g++, make, python3: `npm ci` builds the FUSE addon
+#   (binding.gyp: native/layerfs_fuse.cc on libfuse3's low-level API) with node-gyp.
+# libfuse2: fuse-native's prebuilt addon links against libfuse.so.2 (-o backend=fuse-native).
 # fuse3: fusermount3 and mount.fuse3 (for `mount -t fuse.layerfs` and podman's unmount).
 # attr: setfattr/getfattr, used by tests and handy for looking at opaque markers.
 # umoci, skopeo: build and read real OCI images in the image tests (test/image/).
-pkgs=(libfuse2 fuse3 attr util-linux umoci skopeo)
+pkgs=(libfuse3-dev pkg-config g++ make python3 libfuse2 fuse3 attr util-linux umoci skopeo)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -23,9 +25,35 @@ fi
 
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || { echo "setup: /dev/fuse is missing" >&2; exit 1; }
 
-# npm ci only when the lock file changed since the last install.
+# node-gyp builds against Node's own headers when the machine has them (Debian's nodejs does),
+# instead of downloading a header tarball. Given to the build commands only (npm warns about
+# the setting on every command it is in the environment of).
+gyp_env=()
+if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node_api.h ] \
+  && [ "$(node -p process.execPath)" = /usr/bin/node ]; then
+  gyp_env=(npm_config_nodedir=/usr)
+fi
+
+# npm ci (which also builds the addon: the package's install script) only when the lock file
+# changed since the last install.
 stamp=node_modules/.layerfs-lock-stamp
+addon=build/Release/layerfs_fuse.node
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  npm ci --no-audit --no-fund --loglevel=error
+  if ! env "${gyp_env[@]}" npm ci --no-audit --no-fund --loglevel=error >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: npm ci failed" >&2
+    exit 1
+  fi
   cp package-lock.json "$stamp"
+fi
+
+# The addon alone: missing (a cleaned build/), or older than its sources.
+if [ ! -f "$addon" ] || [ binding.gyp -nt "$addon" ] || [ native/layerfs_fuse.cc -nt "$addon" ]; then
+  if ! env "${gyp_env[@]}" npm run --silent install >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: building the FUSE addon ($addon) failed" >&2
+    exit 1
+  fi
 fi

@@ -58,14 +58,23 @@ export interface MountRequest {
   nodev: boolean;
   nosuid: boolean;
   noexec: boolean;
-  /** timeout=N, a positive integer number of seconds. */
+  /** timeout=N, a non-negative integer number of seconds (0: the kernel caches nothing). */
   timeoutSeconds?: number;
+  /**
+   * backend=: the FUSE binding the daemon serves through. 'lowlevel' (default): layerfs' own
+   * libfuse3 low-level addon; 'fuse-native': the fuse-native package on libfuse 2 (known
+   * defects, README).
+   */
+  backend: Backend;
   /** Options that were accepted but have no effect, in the order given. */
   ignored: string[];
   /** uidmapping= / gidmapping= value, format-checked but otherwise unparsed. */
   uidmapping?: string;
   gidmapping?: string;
 }
+
+export const BACKENDS = ['lowlevel', 'fuse-native'] as const;
+export type Backend = (typeof BACKENDS)[number];
 
 export interface MountConfig extends MountRequest {
   /** Absolute, fs.realpath'ed. */
@@ -188,9 +197,9 @@ type ValueCheck = { test: (v: string) => boolean; expected: string };
 
 const ANY: ValueCheck = { test: (v) => v.length > 0, expected: 'a non-empty value' };
 const UINT: ValueCheck = { test: (v) => /^\d+$/.test(v), expected: 'a non-negative integer' };
-const POSITIVE_INT: ValueCheck = {
-  test: (v) => /^[1-9]\d*$/.test(v) && Number.isSafeInteger(Number(v)),
-  expected: 'a positive integer',
+const SECONDS: ValueCheck = {
+  test: (v) => /^\d+$/.test(v) && Number.isSafeInteger(Number(v)),
+  expected: 'a non-negative integer',
 };
 function oneOf(...values: string[]): ValueCheck {
   const expected =
@@ -260,7 +269,7 @@ const FEATURE_OFF_ONLY: ReadonlyMap<string, { accepted: string[]; unsupported: s
 /** Options that take a value and affect the request (besides the tables above). */
 const EFFECTIVE_VALUED: ReadonlySet<string> = new Set([
   'lowerdir', 'upperdir', 'workdir', 'redirect_dir', 'fsname', 'timeout',
-  'uidmapping', 'gidmapping',
+  'uidmapping', 'gidmapping', 'backend',
 ]);
 
 /** Options without a value that affect the request. */
@@ -380,8 +389,14 @@ function applyOption(st: ParseState, item: string): void {
     }
     case 'timeout': {
       const v = unescape(requireValue(name, raw));
-      checkValue(name, v, POSITIVE_INT);
+      checkValue(name, v, SECONDS);
       req.timeoutSeconds = Number(v);
+      return;
+    }
+    case 'backend': {
+      const v = unescape(requireValue(name, raw));
+      checkValue(name, v, oneOf(...BACKENDS));
+      req.backend = v as Backend;
       return;
     }
     case 'uidmapping':
@@ -465,6 +480,7 @@ export function defaultMountRequest(): MountRequest {
     nodev: false,
     nosuid: false,
     noexec: false,
+    backend: 'lowlevel',
     ignored: [],
   };
 }

@@ -151,7 +151,7 @@ test('every effective option', (t) => {
   const r = parseMountArgs([
     '-o',
     'lowerdir=/a,upperdir=/u,workdir=/w,ro,volatile,userxattr,redirect_dir=nofollow,' +
-      'nodev,nosuid,noexec,noatime,timeout=30,fsname=myfs,debug',
+      'nodev,nosuid,noexec,noatime,timeout=30,fsname=myfs,debug,backend=fuse-native',
     '/m',
   ]);
   t.deepEqual(
@@ -172,8 +172,15 @@ test('every effective option', (t) => {
       nosuid: true,
       noexec: true,
       timeoutSeconds: 30,
+      backend: 'fuse-native',
     }),
   );
+});
+
+test('timeout=0 (no kernel caching) is accepted; backend= defaults to lowlevel', (t) => {
+  t.is(parseMountArgs(['-o', 'lowerdir=/a,timeout=0', '/m']).timeoutSeconds, 0);
+  t.is(parseMountArgs(['-o', 'lowerdir=/a', '/m']).backend, 'lowlevel');
+  t.is(parseMountArgs(['-o', 'lowerdir=/a,backend=fuse-native,backend=lowlevel', '/m']).backend, 'lowlevel');
 });
 
 test('redirect_dir accepts off, follow and nofollow; default is off', (t) => {
@@ -329,9 +336,13 @@ test('bad option values', (t) => {
   optError(t, 'lowerdir=/a,redirect_dir', "layerfs: mount option 'redirect_dir' requires a value");
   optError(t, 'lowerdir=/a,index=maybe', "layerfs: invalid value for index: 'maybe' (expected off or on)");
   optError(t, 'lowerdir=/a,xino=1', "layerfs: invalid value for xino: '1' (expected off, auto or on)");
-  for (const v of ['0', '-1', 'abc', '1.5', '', '99999999999999999999']) {
-    optError(t, `lowerdir=/a,timeout=${v}`, `layerfs: invalid value for timeout: '${v}' (expected a positive integer)`);
+  for (const v of ['-1', 'abc', '1.5', '', '99999999999999999999']) {
+    optError(t, `lowerdir=/a,timeout=${v}`, `layerfs: invalid value for timeout: '${v}' (expected a non-negative integer)`);
   }
+  for (const v of ['fuse', 'libfuse2', '', 'LOWLEVEL']) {
+    optError(t, `lowerdir=/a,backend=${v}`, `layerfs: invalid value for backend: '${v}' (expected lowlevel or fuse-native)`);
+  }
+  optError(t, 'lowerdir=/a,backend', "layerfs: mount option 'backend' requires a value");
   optError(t, 'lowerdir=/a,fsync=2', "layerfs: invalid value for fsync: '2' (expected 0 or 1)");
   optError(t, 'lowerdir=/a,xattr_permissions=3', "layerfs: invalid value for xattr_permissions: '3' (expected 0, 1 or 2)");
   optError(t, 'lowerdir=/a,squash_to_uid=x', "layerfs: invalid value for squash_to_uid: 'x' (expected a non-negative integer)");

@@ -14,9 +14,10 @@ import {
  * translates each request into a UnionFs call. Nothing of the union rules lives here.
  *
  * Node ids are the table's own, handed out in increasing order and never reused; the inode
- * numbers the kernel reports (st_ino) are UnionFs' (64-bit). A name that was unlinked or
- * renamed over stays in the table (detached) until the kernel forgets it; a renamed directory
- * carries its subtree along, since children refer to their parent node.
+ * numbers the kernel reports (st_ino) are UnionFs' (64-bit). A node whose names were all
+ * unlinked or renamed over stays in the table (detached) until the kernel forgets it; a
+ * renamed directory carries its subtree along, since children refer to their parent node.
+ * The names of an upper hard link share one node (see InodeTable).
  */
 
 export interface LowLevelMountOptions {
@@ -69,27 +70,44 @@ interface UnionFsExtensions {
 
 export const ROOT_ID = 1;
 
+/** One name of a node: the entry `name` in directory `parent`. */
+export interface Link {
+  parent: Node;
+  name: string;
+}
+
 export interface Node {
   readonly id: number;
-  /** null: the root, or a node whose name is gone (unlinked, renamed over). */
+  /** The primary name's directory; null: the root, or a node whose names are all gone. */
   parent: Node | null;
   name: string;
+  /**
+   * More names of the same object: the names of an upper hard link. Each is also in its
+   * directory's `children`; when the primary name goes, one of these takes its place.
+   */
+  aliases?: Link[];
   lookups: number;
   children?: Map<string, Node>;
   /** UnionFs handles open on this node (an unlinked file is still reached through them). */
   fhs?: Set<number>;
-  /**
-   * Last known to have several names (a non-directory with nlink > 1). Node ids are per name,
-   * so the kernel keeps one cache per name; such objects are not cached at all (attributes
-   * time out at once, pages are dropped at each open), so every name sees every change.
-   */
-  shared?: boolean;
+  /** st_ino last reported to the kernel (the key of the hard-link index). */
+  ino?: bigint;
   /** Names looked up in this directory since its last readdirplus (see readdir()). */
   childLookups?: number;
 }
 
+/**
+ * Node id → names. A node is one kernel inode: every name of an object in the upper layer
+ * (its hard links) maps to the same node, as the kernel's own overlayfs has one inode for
+ * them, so page cache and attributes are shared and coherent. Names of objects in a lower
+ * layer get a node each: a lower object never changes (copy-up makes a new object for the
+ * name written to, as kernel overlayfs breaks lower hard links), so their caches cannot go
+ * stale. Names are strings of bytes (latin1, one char per byte), as they are on disk.
+ */
 export class InodeTable {
   private readonly nodes = new Map<number, Node>();
+  /** st_ino → node, for objects with several names (see alias()). */
+  private readonly byIno = new Map<bigint, Node>();
   private nextId = ROOT_ID + 1;
   readonly root: Node;
 
@@ -106,7 +124,7 @@ export class InodeTable {
     return this.nodes.get(id);
   }
 
-  /** The union path of a node, or null when its name is gone. */
+  /** The union path of a node (through its primary name), or null when its names are gone. */
   path(n: Node): string | null {
     if (n === this.root) return '/';
     const parts: string[] = [];
@@ -134,14 +152,36 @@ export class InodeTable {
     return { node, created: true };
   }
 
-  /** Remove a node the kernel does not know (lookup count 0). */
+  /** Record the st_ino reported for a node; objects with several names are indexed by it. */
+  noteIno(n: Node, ino: bigint, multiName: boolean): void {
+    if (n.ino !== undefined && n.ino !== ino && this.byIno.get(n.ino) === n) this.byIno.delete(n.ino);
+    n.ino = ino;
+    if (multiName) this.byIno.set(ino, n);
+  }
+
+  /** A live, named node last reported with this st_ino and several names (a candidate for alias()). */
+  byInode(ino: bigint): Node | undefined {
+    const n = this.byIno.get(ino);
+    return n && this.nodes.get(n.id) === n && n.parent ? n : undefined;
+  }
+
+  /** Give node `n` one more name, parent/name (a hard link of the same object). */
+  alias(n: Node, parent: Node, name: string): void {
+    const there = parent.children?.get(name);
+    if (there === n) return;
+    if (there) this.unlinkName(parent, name);
+    (n.aliases ??= []).push({ parent, name });
+    (parent.children ??= new Map()).set(name, n);
+  }
+
+  /** Remove a node the kernel does not know (lookup count 0), with all its names. */
   dropIfUnused(n: Node): void {
     if (n.lookups > 0 || n === this.root) return;
     this.nodes.delete(n.id);
-    if (n.parent && n.parent.children?.get(n.name) === n) {
-      n.parent.children.delete(n.name);
-      if (n.parent.children.size === 0) n.parent.children = undefined;
-    }
+    if (n.ino !== undefined && this.byIno.get(n.ino) === n) this.byIno.delete(n.ino);
+    for (const l of this.links(n)) this.removeEntry(l.parent, l.name, n);
+    n.parent = null;
+    n.aliases = undefined;
   }
 
   forget(id: number, count: number): void {
@@ -154,22 +194,86 @@ export class InodeTable {
     }
   }
 
-  /** The name is gone; the node lives on (detached) until forgotten. */
-  detach(n: Node): void {
-    if (n.parent && n.parent.children?.get(n.name) === n) {
-      n.parent.children.delete(n.name);
-      if (n.parent.children.size === 0) n.parent.children = undefined;
-    }
-    n.parent = null;
+  /** The name parent/name is gone (unlink, rmdir, renamed over); its node lives on until forgotten. */
+  unlinkName(parent: Node, name: string): Node | undefined {
+    const n = parent.children?.get(name);
+    if (!n) return undefined;
+    this.removeEntry(parent, name, n);
+    this.dropLink(n, parent, name);
+    return n;
   }
 
-  move(n: Node, parent: Node, name: string): void {
-    if (n.parent && n.parent.children?.get(n.name) === n) n.parent.children.delete(n.name);
-    const there = parent.children?.get(name);
-    if (there && there !== n) this.detach(there);
-    n.parent = parent;
-    n.name = name;
-    (parent.children ??= new Map()).set(name, n);
+  /** rename(2) of parent/name to newparent/newname, in the table. */
+  rename(parent: Node, name: string, newparent: Node, newname: string): void {
+    const n = parent.children?.get(name);
+    const there = newparent.children?.get(newname);
+    // Two names of one object: rename(2) does nothing.
+    if (n && there === n) return;
+    if (there) this.unlinkName(newparent, newname);
+    if (!n) return;
+    this.removeEntry(parent, name, n);
+    this.relink(n, parent, name, newparent, newname);
+    (newparent.children ??= new Map()).set(newname, n);
+  }
+
+  /** renameat2(RENAME_EXCHANGE): the two names swap objects. */
+  exchange(parent: Node, name: string, newparent: Node, newname: string): void {
+    const a = parent.children?.get(name);
+    const b = newparent.children?.get(newname);
+    if (a === b) return;
+    if (a) this.removeEntry(parent, name, a);
+    if (b) this.removeEntry(newparent, newname, b);
+    if (a) {
+      this.relink(a, parent, name, newparent, newname);
+      (newparent.children ??= new Map()).set(newname, a);
+    }
+    if (b) {
+      this.relink(b, newparent, newname, parent, name);
+      (parent.children ??= new Map()).set(name, b);
+    }
+  }
+
+  private links(n: Node): Link[] {
+    const out: Link[] = n.parent ? [{ parent: n.parent, name: n.name }] : [];
+    if (n.aliases) out.push(...n.aliases);
+    return out;
+  }
+
+  private removeEntry(parent: Node, name: string, n: Node): void {
+    if (parent.children?.get(name) !== n) return;
+    parent.children.delete(name);
+    if (parent.children.size === 0) parent.children = undefined;
+  }
+
+  /** Forget that n is called parent/name (the primary name passes to an alias, if any). */
+  private dropLink(n: Node, parent: Node, name: string): void {
+    if (n.parent === parent && n.name === name) {
+      const next = n.aliases?.shift();
+      n.parent = next ? next.parent : null;
+      if (next) n.name = next.name;
+    } else if (n.aliases) {
+      const i = n.aliases.findIndex((l) => l.parent === parent && l.name === name);
+      if (i >= 0) n.aliases.splice(i, 1);
+    }
+    if (n.aliases?.length === 0) n.aliases = undefined;
+  }
+
+  /** The name parent/name of n becomes newparent/newname (children maps are the caller's). */
+  private relink(n: Node, parent: Node, name: string, newparent: Node, newname: string): void {
+    if (n.parent === parent && n.name === name) {
+      n.parent = newparent;
+      n.name = newname;
+      return;
+    }
+    const l = n.aliases?.find((x) => x.parent === parent && x.name === name);
+    if (l) {
+      l.parent = newparent;
+      l.name = newname;
+    } else {
+      // Not known under that name (cannot happen): take it as its primary name.
+      n.parent = newparent;
+      n.name = newname;
+    }
   }
 }
 
@@ -189,6 +293,20 @@ const ZERO_ATTR: Stat = {
 
 function fsError(code: string): Error & { code: string } {
   return Object.assign(new Error(code), { code });
+}
+
+/** A non-directory with several names (hard links). */
+function multiName(attr: Attr): boolean {
+  return attr.nlink > 1 && (attr.mode & fsc.S_IFMT) !== fsc.S_IFDIR;
+}
+
+/** Whether the union path still leads to the object with this st_ino. */
+function sameIno(fs: UnionFs, path: string, ino: bigint): boolean {
+  try {
+    return fs.getattr(path).ino === ino;
+  } catch {
+    return false;
+  }
 }
 
 function joinChild(dir: string, name: string): string {
@@ -274,16 +392,38 @@ export class LowLevelAdapter {
   }
 
   private entry(n: Node, attr: Attr): Entry {
-    return { nodeid: n.id, attr, entryTimeout: this.t, attrTimeout: this.attrTimeout(n, attr) };
-  }
-
-  private attrTimeout(n: Node, attr: Attr): number {
-    n.shared = attr.nlink > 1 && (attr.mode & fsc.S_IFMT) !== fsc.S_IFDIR;
-    return n.shared ? 0 : this.t;
+    this.table.noteIno(n, attr.ino, multiName(attr));
+    return { nodeid: n.id, attr, entryTimeout: this.t, attrTimeout: this.t };
   }
 
   private replyAttr(r: Request, n: Node, attr: Attr): void {
-    r.attr(attr, this.attrTimeout(n, attr));
+    this.table.noteIno(n, attr.ino, multiName(attr));
+    r.attr(attr, this.t);
+  }
+
+  private inUpper(path: string): boolean {
+    const e = this.fs.lookup(path);
+    return !!e && this.fs.layers[e.layer]!.isUpper;
+  }
+
+  /**
+   * The node for the name parent/name (union path `path`), whose object has `attr`. A name of
+   * an upper object with several names gets the node its other names have (one kernel inode),
+   * once that node is checked to still reach the same object.
+   */
+  private nodeFor(parent: Node, name: string, path: string, attr: Attr): { node: Node; created: boolean } {
+    const t = this.table;
+    const got = t.child(parent, name);
+    if (got) return { node: got, created: false };
+    if (multiName(attr)) {
+      const c = t.byInode(attr.ino);
+      const cp = c ? t.path(c) : null;
+      if (c && cp !== null && this.inUpper(path) && sameIno(this.fs, cp, attr.ino)) {
+        t.alias(c, parent, name);
+        return { node: c, created: false };
+      }
+    }
+    return t.ensureChild(parent, name);
   }
 
   /** Run a handler body; a thrown error is answered with its errno (EIO, logged, for unknown ones). */
@@ -308,8 +448,8 @@ export class LowLevelAdapter {
   }
 
   /** Answer an entry; the lookup count goes up only if the kernel took it. */
-  private replyEntry(r: Request, parent: Node, name: string, attr: Attr): void {
-    const { node, created } = this.table.ensureChild(parent, name);
+  private replyEntry(r: Request, parent: Node, name: string, path: string, attr: Attr): void {
+    const { node, created } = this.nodeFor(parent, name, path, attr);
     if (r.entry(this.entry(node, attr)) === 0) node.lookups++;
     else if (created) this.table.dropIfUnused(node);
   }
@@ -337,17 +477,25 @@ export class LowLevelAdapter {
 
   private copiedUp(nodes: Node[] | null): void {
     if (!nodes || !this.session) return;
+    const listings = new Set<Node>();
     for (const n of nodes) {
       const p = this.table.path(n);
       if (p === null) continue;
-      let e;
+      let upper: boolean;
       try {
-        e = this.fs.lookup(p);
+        upper = this.inUpper(p);
       } catch {
         continue;
       }
-      if (e && this.fs.layers[e.layer]!.isUpper) this.session.notifyInvalInode(n.id, -1, 0);
+      if (!upper) continue;
+      this.session.notifyInvalInode(n.id, -1, 0);
+      if (this.keepCache && n.parent) listings.add(n.parent);
     }
+    // A listing the kernel keeps (cache_readdir) holds each entry's d_ino, which copy-up just
+    // changed: drop the listings of the copied-up objects' directories. A directory's page
+    // cache holds nothing but such listings, and the kernel never keeps those pages locked
+    // while it waits for us, so this data invalidation cannot block.
+    for (const d of listings) this.session.notifyInvalInode(d.id, 0, 0);
   }
 
   private async watching<T>(starts: (Node | undefined)[], f: () => Promise<T>): Promise<T> {
@@ -376,9 +524,10 @@ export class LowLevelAdapter {
           const dir = t.path(p);
           if (dir === null) throw fsError('ENOENT');
           p.childLookups = (p.childLookups ?? 0) + 1;
+          const path = joinChild(dir, name);
           let attr: Attr;
           try {
-            attr = fs.getattr(joinChild(dir, name));
+            attr = fs.getattr(path);
           } catch (e) {
             if ((e as { code?: string }).code === 'ENOENT' && this.t > 0) {
               r.negative(this.t);
@@ -386,7 +535,7 @@ export class LowLevelAdapter {
             }
             throw e;
           }
-          this.replyEntry(r, p, name, attr);
+          this.replyEntry(r, p, name, path, attr);
         }),
 
       forget: (nodeid, nlookup) => t.forget(nodeid, nlookup),
@@ -431,7 +580,11 @@ export class LowLevelAdapter {
           if (sp === null || dp === null) throw fsError('ENOENT');
           const dst = joinChild(dp, newname);
           await this.watching([src, np], () => fs.link(sp, dst));
-          this.replyEntry(r, np, newname, fs.getattr(dst));
+          const attr = fs.getattr(dst);
+          // One more name of the source's object (in the upper now): the source's node, so the
+          // kernel has one inode for both names.
+          t.alias(src, np, newname);
+          if (r.entry(this.entry(src, attr)) === 0) src.lookups++;
         }),
 
       unlink: (r, parent, name) => this.run(r, () => this.remove(r, parent, name, false)),
@@ -446,18 +599,11 @@ export class LowLevelAdapter {
           if (sp === null || dp === null) throw fsError('ENOENT');
           const src = joinChild(sp, name);
           const dst = joinChild(dp, newname);
-          await this.watching([t.child(p, name), np], () => fs.rename(src, dst, flags));
-          const moved = t.child(p, name);
-          const there = t.child(np, newname);
-          if (flags & RENAME_EXCHANGE) {
-            if (moved) t.detach(moved);
-            if (there) t.detach(there);
-            if (moved) t.move(moved, np, newname);
-            if (there) t.move(there, p, name);
-          } else {
-            if (there && there !== moved) t.detach(there);
-            if (moved) t.move(moved, np, newname);
-          }
+          // RENAME_EXCHANGE copies the destination up too.
+          const starts = flags & RENAME_EXCHANGE ? [t.child(p, name), t.child(np, newname), np] : [t.child(p, name), np];
+          await this.watching(starts, () => fs.rename(src, dst, flags));
+          if (flags & RENAME_EXCHANGE) t.exchange(p, name, np, newname);
+          else t.rename(p, name, np, newname);
           r.ok();
         }),
 
@@ -472,7 +618,7 @@ export class LowLevelAdapter {
           const writing = (f & O_ACCMODE) !== fsc.O_RDONLY || (f & fsc.O_TRUNC) !== 0;
           const fh = writing ? await this.watching([n], () => fs.open(p, f)) : await fs.open(p, f);
           // -ENOENT: the open was interrupted; no release will come for it.
-          if (r.open(fh, { keepCache: this.keepCache && !n.shared }) === 0) this.opened(n, fh);
+          if (r.open(fh, { keepCache: this.keepCache }) === 0) this.opened(n, fh);
           else fs.release(fh);
         }),
 
@@ -492,7 +638,7 @@ export class LowLevelAdapter {
             fs.release(fh);
             throw e;
           }
-          const { node, created } = t.ensureChild(pn, name);
+          const { node, created } = this.nodeFor(pn, name, path, attr);
           if (r.create(this.entry(node, attr), fh, { keepCache: this.keepCache }) === 0) {
             node.lookups++;
             this.opened(node, fh);
@@ -676,7 +822,7 @@ export class LowLevelAdapter {
     if (dir === null) throw fsError('ENOENT');
     const path = joinChild(dir, name);
     await this.watching([pn], () => make(path));
-    this.replyEntry(r, pn, name, this.fs.getattr(path));
+    this.replyEntry(r, pn, name, path, this.fs.getattr(path));
   }
 
   private async remove(r: Request, parent: number, name: string, dir: boolean): Promise<void> {
@@ -685,8 +831,7 @@ export class LowLevelAdapter {
     if (d === null) throw fsError('ENOENT');
     const path = joinChild(d, name);
     await this.watching([pn], () => (dir ? this.fs.rmdir(path) : this.fs.unlink(path)));
-    const n = this.table.child(pn, name);
-    if (n) this.table.detach(n);
+    this.table.unlinkName(pn, name);
     r.ok();
   }
 
@@ -746,7 +891,7 @@ export class LowLevelAdapter {
             attr = null; // gone since the listing: a plain entry
           }
           if (attr) {
-            const got = t.ensureChild(dh.node, name);
+            const got = this.nodeFor(dh.node, name, joinChild(dir, name), attr);
             node = got.node;
             if (got.created) created.push(node);
             entry = this.entry(node, attr);
@@ -759,7 +904,7 @@ export class LowLevelAdapter {
           entry = { nodeid: 0, attr: { ...ZERO_ATTR, ino, mode: typeMode[it.type] ?? 0 }, entryTimeout: 0, attrTimeout: 0 };
         }
       }
-      const sz = direntSize(Buffer.byteLength(name), askedPlus);
+      const sz = direntSize(name.length, askedPlus); // a byte string: one char per byte
       if (used + sz > size) {
         if (node && created.at(-1) === node) {
           created.pop();

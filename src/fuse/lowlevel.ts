@@ -27,6 +27,11 @@ import { ROOT } from '../root.ts';
  *
  * Nothing a handler does can take the mount down.
  *
+ * Names: file names (lookup, create, rename, dirents, notifications...) are byte strings, one
+ * char per byte (latin1), exactly the bytes the kernel passes, whether or not they are valid
+ * UTF-8 (src/union/bytes.ts). Xattr names are text (UTF-8; one that is not valid UTF-8 is
+ * refused by the addon).
+ *
  * Numbers: node ids, file handles, sizes and offsets are Numbers (the addon refuses offsets
  * beyond 2^53: reads there give EOF, writes EFBIG). Inode numbers, device numbers and statfs
  * counts are 64-bit (bigint accepted everywhere a Number may not be exact). Times are
@@ -212,6 +217,7 @@ export interface StatfsReply {
 }
 
 export interface Dirent {
+  /** A byte string. */
   name: string;
   /** The offset of the NEXT entry (what the kernel passes back to continue after this one). */
   off: number;
@@ -544,7 +550,9 @@ export class Request {
     return this.send((a, h) => a.replyBuf(h, this.id, data, length));
   }
 
+  /** The target's bytes, or a byte string. */
   readlink(target: Buffer | string): number {
+    if (typeof target === 'string') checkBytes(target, 'target');
     return this.send((a, h) => a.replyReadlink(h, this.id, target));
   }
 
@@ -589,12 +597,19 @@ export class Request {
   }
 }
 
+/** A byte string (one char per byte), or a TypeError. */
+function checkBytes(s: unknown, what: string): string {
+  if (typeof s !== 'string' || NOT_BYTES.test(s)) throw new TypeError(`${what} must be a byte string (chars 0-255)`);
+  return s;
+}
+
+const NOT_BYTES = /[^\x00-\xff]/;
+
 function packDirents(list: readonly Dirent[]): Uint8Array {
   const names: Buffer[] = [];
   let total = 0;
   for (const d of list) {
-    if (typeof d?.name !== 'string') throw new TypeError('dirent name must be a string');
-    const nb = Buffer.from(d.name, 'utf8');
+    const nb = Buffer.from(checkBytes(d?.name, 'dirent name'), 'latin1');
     names.push(nb);
     total += DIRENT_HDR + ((nb.length + 7) & ~7);
   }
@@ -875,12 +890,12 @@ export class LowLevelSession {
    * is waiting for this process — that deadlocks.
    */
   notifyInvalEntry(parent: number, name: string): number {
-    return this.addon.notifyInvalEntry(this.handle, parent, name);
+    return this.addon.notifyInvalEntry(this.handle, parent, checkBytes(name, 'name'));
   }
 
   /** Like notifyInvalEntry, and also tells the kernel `child` was deleted (same locking rule). */
   notifyDelete(parent: number, child: number, name: string): number {
-    return this.addon.notifyDelete(this.handle, parent, child, name);
+    return this.addon.notifyDelete(this.handle, parent, child, checkBytes(name, 'name'));
   }
 
   /**

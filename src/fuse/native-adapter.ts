@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { constants as fsc } from 'node:fs';
 import type FuseClass from 'fuse-native';
+import { fromText as b, toText } from '../union/bytes.ts';
 import { fsErr, toErrno } from '../union/errors.ts';
 import type { Attr, TimeArg, UnionFs } from '../union/unionfs.ts';
 import { log } from '../log.ts';
@@ -10,7 +11,8 @@ import { log } from '../log.ts';
  * into a UnionFs call and the result or error back. Nothing of the union rules lives here.
  *
  * fuse-native specifics handled here: every callback is called with a number (a callback with
- * null/undefined aborts the process); times cross in milliseconds; its utimens passes the
+ * null/undefined aborts the process); paths cross as text (UTF-8; the core takes byte strings,
+ * src/union/bytes.ts, so they are converted here); times cross in milliseconds; its utimens passes the
  * atime twice (a known defect of the binding, listed in the README); caller credentials are
  * not available, so new objects belong to the daemon's user.
  */
@@ -100,65 +102,65 @@ export function makeOps(fs: UnionFs): Record<string, (...args: any[]) => void> {
   const noCreds = undefined;
   return {
     init: (cb: Cb) => cb(0),
-    access: (p: string, mode: number, cb: Cb) => answer('access', cb, () => fs.access(p, mode)),
+    access: (p: string, mode: number, cb: Cb) => answer('access', cb, () => fs.access(b(p), mode)),
     statfs: (_p: string, cb: Cb) =>
       answer('statfs', cb, () => fs.statfs(), (s) => [0, {
         bsize: Number(s.bsize), frsize: Number(s.frsize), blocks: Number(s.blocks), bfree: Number(s.bfree),
         bavail: Number(s.bavail), files: Number(s.files), ffree: Number(s.ffree), favail: Number(s.ffree),
         fsid: Number(s.fsid & 0xffffffffn), flag: 0, namemax: Number(s.namelen),
       }]),
-    getattr: (p: string, cb: Cb) => answer('getattr', cb, () => fs.getattr(p), (a) => [0, toStat(a)]),
+    getattr: (p: string, cb: Cb) => answer('getattr', cb, () => fs.getattr(b(p)), (a) => [0, toStat(a)]),
     fgetattr: (_p: string, fd: number, cb: Cb) => answer('fgetattr', cb, () => fs.fgetattr(fd), (a) => [0, toStat(a)]),
     flush: (_p: string, _fd: number, cb: Cb) => cb(0),
     fsync: (_p: string, datasync: number, fd: number, cb: Cb) => answer('fsync', cb, () => fs.fsync(fd, !!datasync)),
     fsyncdir: (_p: string, _d: number, _fd: number, cb: Cb) => cb(0),
     opendir: (p: string, _flags: number, cb: Cb) =>
       answer('opendir', cb, () => {
-        const e = fs.lookup(p);
+        const e = fs.lookup(b(p));
         if (!e) throw fsErr('ENOENT');
         if (e.type !== 'dir') throw fsErr('ENOTDIR');
       }, () => [0, 0]),
     releasedir: (_p: string, _fd: number, cb: Cb) => cb(0),
     readdir: (p: string, cb: Cb) =>
-      answer('readdir', cb, () => fs.readdir(p), (items) => {
+      answer('readdir', cb, () => fs.readdir(b(p)), (items) => {
         const names = ['.', '..'];
-        const self = Number(fs.getattr(p).ino & 0xffffffffn) || 1;
+        const self = Number(fs.getattr(b(p)).ino & 0xffffffffn) || 1;
         const stats: Record<string, number>[] = [{ mode: fsc.S_IFDIR, ino: self }, { mode: fsc.S_IFDIR, ino: 1 }];
         for (const it of items) {
-          names.push(it.name);
+          names.push(toText(it.name));
           // With use_ino, libfuse takes d_ino from here, and 0 would make readdir(3) skip the name.
-          stats.push({ mode: typeMode[it.type] ?? 0, ino: Number(fs.direntIno(p, it) & 0xffffffffn) || 1 });
+          stats.push({ mode: typeMode[it.type] ?? 0, ino: Number(fs.direntIno(b(p), it) & 0xffffffffn) || 1 });
         }
         return [0, names, stats];
       }),
-    truncate: (p: string, size: number, cb: Cb) => answer('truncate', cb, () => fs.truncate(p, size)),
+    truncate: (p: string, size: number, cb: Cb) => answer('truncate', cb, () => fs.truncate(b(p), size)),
     ftruncate: (_p: string, fd: number, size: number, cb: Cb) => answer('ftruncate', cb, () => fs.ftruncate(fd, size)),
     // fuse-native hands over the atime twice: the mtime is lost (known binding defect).
     utimens: (p: string, atime: number, mtime: number, cb: Cb) =>
-      answer('utimens', cb, () => fs.utimens(p, msToTime(atime), msToTime(mtime))),
-    readlink: (p: string, cb: Cb) => answer('readlink', cb, () => fs.readlink(p), (b) => [0, b.toString()]),
-    chown: (p: string, uid: number, gid: number, cb: Cb) => answer('chown', cb, () => fs.chown(p, id32(uid), id32(gid))),
-    chmod: (p: string, mode: number, cb: Cb) => answer('chmod', cb, () => fs.chmod(p, mode)),
-    mknod: (p: string, mode: number, dev: number, cb: Cb) => answer('mknod', cb, () => fs.mknod(p, mode, dev, noCreds)),
+      answer('utimens', cb, () => fs.utimens(b(p), msToTime(atime), msToTime(mtime))),
+    readlink: (p: string, cb: Cb) => answer('readlink', cb, () => fs.readlink(b(p)), (t) => [0, t.toString()]),
+    chown: (p: string, uid: number, gid: number, cb: Cb) => answer('chown', cb, () => fs.chown(b(p), id32(uid), id32(gid))),
+    chmod: (p: string, mode: number, cb: Cb) => answer('chmod', cb, () => fs.chmod(b(p), mode)),
+    mknod: (p: string, mode: number, dev: number, cb: Cb) => answer('mknod', cb, () => fs.mknod(b(p), mode, dev, noCreds)),
     setxattr: (p: string, name: string, value: Buffer, _pos: number, flags: number, cb: Cb) =>
-      answer('setxattr', cb, () => fs.setxattr(p, name, Buffer.from(value), flags)),
-    getxattr: (p: string, name: string, _pos: number, cb: Cb) => answer('getxattr', cb, () => fs.getxattr(p, name), (v) => [0, v]),
-    listxattr: (p: string, cb: Cb) => answer('listxattr', cb, () => fs.listxattr(p), (l) => [0, l]),
-    removexattr: (p: string, name: string, cb: Cb) => answer('removexattr', cb, () => fs.removexattr(p, name)),
-    open: (p: string, flags: number, cb: Cb) => answer('open', cb, () => fs.open(p, flags), (fd) => [0, fd]),
+      answer('setxattr', cb, () => fs.setxattr(b(p), name, Buffer.from(value), flags)),
+    getxattr: (p: string, name: string, _pos: number, cb: Cb) => answer('getxattr', cb, () => fs.getxattr(b(p), name), (v) => [0, v]),
+    listxattr: (p: string, cb: Cb) => answer('listxattr', cb, () => fs.listxattr(b(p)), (l) => [0, l]),
+    removexattr: (p: string, name: string, cb: Cb) => answer('removexattr', cb, () => fs.removexattr(b(p), name)),
+    open: (p: string, flags: number, cb: Cb) => answer('open', cb, () => fs.open(b(p), flags), (fd) => [0, fd]),
     create: (p: string, mode: number, cb: Cb) =>
-      answer('create', cb, () => fs.create(p, mode, fsc.O_RDWR, noCreds), (fd) => [0, fd]),
+      answer('create', cb, () => fs.create(b(p), mode, fsc.O_RDWR, noCreds), (fd) => [0, fd]),
     read: (_p: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
       answer('read', cb, () => fs.read(fd, buf, len, pos), (n) => [n]),
     write: (_p: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
       answer('write', cb, () => fs.write(fd, buf, len, pos), (n) => [n]),
     release: (_p: string, fd: number, cb: Cb) => answer('release', cb, () => fs.release(fd)),
-    unlink: (p: string, cb: Cb) => answer('unlink', cb, () => fs.unlink(p)),
-    rename: (src: string, dst: string, cb: Cb) => answer('rename', cb, () => fs.rename(src, dst)),
-    link: (src: string, dst: string, cb: Cb) => answer('link', cb, () => fs.link(src, dst)),
-    symlink: (target: string, p: string, cb: Cb) => answer('symlink', cb, () => fs.symlink(target, p, noCreds)),
-    mkdir: (p: string, mode: number, cb: Cb) => answer('mkdir', cb, () => fs.mkdir(p, mode, noCreds)),
-    rmdir: (p: string, cb: Cb) => answer('rmdir', cb, () => fs.rmdir(p)),
+    unlink: (p: string, cb: Cb) => answer('unlink', cb, () => fs.unlink(b(p))),
+    rename: (src: string, dst: string, cb: Cb) => answer('rename', cb, () => fs.rename(b(src), b(dst))),
+    link: (src: string, dst: string, cb: Cb) => answer('link', cb, () => fs.link(b(src), b(dst))),
+    symlink: (target: string, p: string, cb: Cb) => answer('symlink', cb, () => fs.symlink(Buffer.from(target, 'utf8'), b(p), noCreds)),
+    mkdir: (p: string, mode: number, cb: Cb) => answer('mkdir', cb, () => fs.mkdir(b(p), mode, noCreds)),
+    rmdir: (p: string, cb: Cb) => answer('rmdir', cb, () => fs.rmdir(b(p))),
   };
 }
 
@@ -168,6 +170,8 @@ export function mountNative(fs: UnionFs, o: NativeMountOptions): Promise<void> {
   // fuse-native joins its option list unescaped, so options it has no name for ride along
   // in the fsname value: big writes (else 4 KiB pieces), our inode numbers, mount flags.
   const extra = ['big_writes', 'max_write=131072', 'use_ino', 'attr_timeout=0', o.readonly ? 'ro' : 'rw', ...o.extra];
+  // (fuse-native drops an entryTimeout of 0 too.)
+  if (o.cacheTimeout === 0) extra.push('entry_timeout=0', 'negative_timeout=0');
   const fuse = new Fuse(o.mountpoint, makeOps(fs), {
     fsname: [o.fsname.replace(/,/g, '_'), ...extra].join(','),
     subtype: 'layerfs',

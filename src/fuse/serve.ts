@@ -4,11 +4,18 @@ import { log } from '../log.ts';
 import { mountAt } from '../mountinfo.ts';
 import * as sys from '../sys/index.ts';
 import { UnionFs } from '../union/unionfs.ts';
-import { mountNative } from './native-adapter.ts';
 import { stateFile, type MountState } from '../state.ts';
 
-/** How often the daemon checks that its mount still exists (it exits once unmounted). */
+/** fuse-native only: how often the daemon checks that its mount still exists. */
 const WATCH_MS = 500;
+
+/** A served mount, whichever binding serves it. */
+interface Served {
+  /** Resolves (with why) once the kernel ended the session: umount, fusermount3 -u, abort. */
+  ended: Promise<{ why: string; code: number }>;
+  /** Stop serving and unmount (idempotent). */
+  stop(): Promise<void>;
+}
 
 /**
  * The daemon body: build the union, mount it, serve until the mount goes away (umount,
@@ -29,16 +36,17 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
   extra.push(cfg.nodev ? 'nodev' : 'dev', cfg.nosuid ? 'nosuid' : 'suid');
   if (cfg.noexec) extra.push('noexec');
   if (cfg.noatime) extra.push('noatime');
-  const isRoot = process.getuid?.() === 0;
-  await mountNative(fs, {
+  const opts = {
     mountpoint: cfg.mountpoint,
     fsname: cfg.fsname,
     readonly: fs.readonly,
-    allowOther: isRoot,
+    allowOther: process.getuid?.() === 0,
     cacheTimeout: cfg.timeoutSeconds ?? 1,
     extra,
     debug: cfg.debug,
-  });
+  };
+  const served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
+
   const state: MountState = {
     pid: process.pid,
     mountpoint: cfg.mountpoint,
@@ -54,16 +62,16 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
   } catch (e) {
     log(`cannot write state file ${sf.file}: ${e}`);
   }
-  log(`mounted ${cfg.mountpoint}: lowers ${cfg.lowerdirs.join(':')}${cfg.upperdir ? ` upper ${cfg.upperdir}` : ' (read-only)'}`);
+  log(`mounted ${cfg.mountpoint} (${cfg.backend}): lowers ${cfg.lowerdirs.join(':')}${cfg.upperdir ? ` upper ${cfg.upperdir}` : ' (read-only)'}`);
   ready();
 
   let leaving = false;
-  const leave = (why: string, code: number) => {
+  const leave = async (why: string, code: number) => {
     if (leaving) return;
     leaving = true;
     log(`exiting: ${why}`);
     try {
-      if (mountAt(cfg.mountpoint)?.fstype === 'fuse.layerfs') sys.umount2(cfg.mountpoint, sys.MNT_DETACH);
+      await served.stop();
     } catch (e) {
       log(`unmount on exit failed: ${e}`);
     }
@@ -74,11 +82,45 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     }
     process.exit(code);
   };
-  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => leave(sig, 0));
-  // The kernel does not tell a libfuse 2 high-level filesystem that it was unmounted from
-  // outside; watch the mount table (reading it never touches our own mount).
-  setInterval(() => {
-    const m = mountAt(cfg.mountpoint);
-    if (!m || m.fstype !== 'fuse.layerfs') leave('unmounted', 0);
-  }, WATCH_MS);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void leave(sig, 0));
+  void served.ended.then(({ why, code }) => leave(why, code));
+}
+
+type AdapterOptions = Parameters<typeof import('./ll-adapter.ts').mountLowLevel>[1];
+
+/**
+ * libfuse3 low-level: the session ends when the kernel ends the connection (reading /dev/fuse
+ * fails with ENODEV after any unmount), so the daemon learns of it at once, no polling.
+ */
+async function serveLowLevel(fs: UnionFs, opts: AdapterOptions): Promise<Served> {
+  const { mountLowLevel } = await import('./ll-adapter.ts');
+  const m = await mountLowLevel(fs, opts);
+  return {
+    ended: m.exitInfo.then((i) =>
+      i.reason === 'error' ? { why: `the FUSE session failed (${i.code})`, code: 1 } : { why: 'unmounted', code: 0 },
+    ),
+    stop: () => m.unmount(),
+  };
+}
+
+/**
+ * fuse-native (libfuse 2 high-level): it does not tell the filesystem that it was unmounted
+ * from outside, so the mount table is watched (reading it never touches our own mount).
+ */
+async function serveNative(fs: UnionFs, opts: AdapterOptions): Promise<Served> {
+  const { mountNative } = await import('./native-adapter.ts');
+  await mountNative(fs, opts);
+  const mine = () => mountAt(opts.mountpoint)?.fstype === 'fuse.layerfs';
+  return {
+    ended: new Promise((resolve) => {
+      const timer = setInterval(() => {
+        if (mine()) return;
+        clearInterval(timer);
+        resolve({ why: 'unmounted', code: 0 });
+      }, WATCH_MS);
+    }),
+    stop: async () => {
+      if (mine()) sys.umount2(opts.mountpoint, sys.MNT_DETACH);
+    },
+  };
 }

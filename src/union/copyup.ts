@@ -1,7 +1,9 @@
-import { lstatSync, mkdirSync, readlinkSync, rmSync, symlinkSync, chmodSync, lchownSync, type BigIntStats } from 'node:fs';
-import { copyFile, open } from 'node:fs/promises';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, type BigIntStats } from 'node:fs';
 import * as sys from '../sys/index.ts';
+import * as b from './bytes.ts';
+import {
+  chmodSync, copyFileAsync as copyFile, lchownSync, lstatSync, mkdirSync, openAsync as open, readlinkSync, rmSync, symlinkSync,
+} from './bytes.ts';
 import { isCode } from './errors.ts';
 import { Layer, parentOf } from './layer.ts';
 import type { Entry, Resolver } from './lookup.ts';
@@ -86,12 +88,12 @@ export class CopyUp {
         await copyFileData(src, tmp, Number(st.size));
         bytes = Number(st.size);
       } else if (st.isSymbolicLink()) {
-        symlinkSync(readlinkSync(src, { encoding: 'buffer' }), tmp);
+        symlinkSync(readlinkSync(src), tmp);
       } else {
-        sys.mknod(tmp, Number(st.mode), st.rdev);
+        b.mknod(tmp, Number(st.mode), st.rdev);
       }
       copyMetadata(src, tmp, st, this.wf);
-      sys.renameat2(tmp, this.upper.path(e.path), sys.RENAME_NOREPLACE);
+      b.renameat2(tmp, this.upper.path(e.path), sys.RENAME_NOREPLACE);
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
       throw err;
@@ -146,12 +148,12 @@ export function copyMetadata(src: string, dst: string, st: BigIntStats, wf: Whit
   // Owner first: chown(2) drops security.capability (and set-id bits), so xattrs and mode
   // come after it.
   lchownSync(dst, Number(st.uid), Number(st.gid));
-  for (const name of sys.llistxattr(src)) {
+  for (const name of b.llistxattr(src)) {
     if (wf.isPrivateXattr(name)) continue;
-    const v = sys.lgetxattr(src, name);
+    const v = b.lgetxattr(src, name);
     if (v === null) continue;
     try {
-      sys.lsetxattr(dst, name, v);
+      b.lsetxattr(dst, name, v);
     } catch (err) {
       if (!isCode(err, 'ENOTSUP', 'EOPNOTSUPP')) throw err;
     }
@@ -162,7 +164,7 @@ export function copyMetadata(src: string, dst: string, st: BigIntStats, wf: Whit
 }
 
 export function restoreTimes(abs: string, st: BigIntStats): void {
-  sys.utimensat(abs, sys.timespecFromNs(st.atimeNs), sys.timespecFromNs(st.mtimeNs), { nofollow: true });
+  b.utimensat(abs, sys.timespecFromNs(st.atimeNs), sys.timespecFromNs(st.mtimeNs), { nofollow: true });
 }
 
 /** Remove a tree that was moved into the work directory. */

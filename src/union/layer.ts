@@ -1,4 +1,5 @@
-import { constants as fsc, openSync } from 'node:fs';
+import { constants as fsc } from 'node:fs';
+import { fromText, openSync } from './bytes.ts';
 import { fsErr } from './errors.ts';
 
 /** Linux PATH_MAX, counting the terminating NUL. */
@@ -18,22 +19,29 @@ const O_PATH = 0o10000000;
  * symlink and never traversed by the daemon.
  */
 export class Layer {
+  /** The root directory, as a byte string (./bytes.ts). */
+  readonly root: string;
+
   constructor(
-    readonly root: string,
+    /** The root directory as given (text). */
+    root: string,
     /** Position in the stack: 0 is the top-most (the upper when there is one). */
     readonly index: number,
     readonly isUpper: boolean,
-  ) {}
+  ) {
+    this.root = fromText(root);
+  }
 
   /**
-   * The real path of a union path in this layer. A path that is fine through the mount can be
-   * too long for a syscall here, when the layer root is longer than the mount point: such
-   * paths are given below a short alias of the root, `/proc/self/fd/N` (a descriptor on the
-   * root opened once, at first need), which leaves room to append one more name.
+   * The real path (a byte string) of a union path in this layer. A path that is fine through
+   * the mount can be too long for a syscall here, when the layer root is longer than the
+   * mount point: such paths are given below a short alias of the root, `/proc/self/fd/N` (a
+   * descriptor on the root opened once, at first need), which leaves room to append one more
+   * name.
    */
   path(rel: string): string {
     const p = rel === '/' ? this.root : this.root + rel;
-    if (p.length < 1024 || Buffer.byteLength(p) + NAME_ROOM < PATH_MAX) return p;
+    if (p.length + NAME_ROOM < PATH_MAX) return p;
     return this.shortRoot() + (rel === '/' ? '' : rel);
   }
 
@@ -53,13 +61,18 @@ export class Layer {
   }
 }
 
-/** Validate a union path: absolute, no empty, '.' or '..' components, no NUL. */
+/**
+ * Validate a union path (a byte string): absolute, no empty, '.' or '..' components, no NUL,
+ * nothing but bytes.
+ */
 export function checkPath(p: string): string {
   if (p === '/') return p;
-  if (p.length === 0 || p[0] !== '/' || p.endsWith('/') || p.includes('\0')) throw fsErr('EINVAL', `bad path ${JSON.stringify(p)}`);
+  if (p.length === 0 || p[0] !== '/' || p.endsWith('/') || p.includes('\0') || /[^\x00-\xff]/.test(p)) {
+    throw fsErr('EINVAL', `bad path ${JSON.stringify(p)}`);
+  }
   for (const c of p.slice(1).split('/')) {
     if (c === '' || c === '.' || c === '..') throw fsErr('EINVAL', `bad path ${JSON.stringify(p)}`);
-    if (Buffer.byteLength(c) > 255) throw fsErr('ENAMETOOLONG');
+    if (c.length > 255) throw fsErr('ENAMETOOLONG');
   }
   return p;
 }

@@ -1,4 +1,5 @@
-import { lstatSync, type BigIntStats } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import { lstatSync } from './bytes.ts';
 import { LRUCache } from 'lru-cache';
 import { fsErr, isCode } from './errors.ts';
 import { Layer, baseName, joinPath, parentOf } from './layer.ts';

@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, type Dirent } from 'node:fs';
+import { lstatSync, readdirEntries, type ByteDirent } from './bytes.ts';
 import { isCode } from './errors.ts';
 import type { Layer } from './layer.ts';
 import type { Entry, EntryType } from './lookup.ts';
@@ -11,7 +11,7 @@ export interface DirItem {
   layer: number;
 }
 
-function direntType(d: Dirent): DirItem['type'] {
+function direntType(d: ByteDirent): DirItem['type'] {
   if (d.isDirectory()) return 'dir';
   if (d.isFile()) return 'file';
   if (d.isSymbolicLink()) return 'symlink';
@@ -34,9 +34,9 @@ export function mergedReaddir(layers: Layer[], dir: Entry, wf?: WhiteoutFormat):
   for (const li of dir.dirLayers) {
     const layer = layers[li];
     const abs = layer.path(dir.path);
-    let ents: Dirent[];
+    let ents: ByteDirent[];
     try {
-      ents = readdirSync(abs, { withFileTypes: true });
+      ents = readdirEntries(abs);
     } catch (e) {
       if (isCode(e, 'ENOENT', 'ENOTDIR')) continue; // changed underneath us: skip the layer
       throw e;

@@ -1,8 +1,9 @@
+import { closeSync, fstatSync, ftruncateSync, type BigIntStats } from 'node:fs';
+import * as b from './bytes.ts';
 import {
-  chmodSync, closeSync, fstatSync, fsyncSync, ftruncateSync, lchownSync, linkSync, lstatSync, mkdirSync,
-  mkdirSync as mkdirp, openSync, readdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync, rmdirSync,
-  type BigIntStats,
-} from 'node:fs';
+  chmodSync, fromText, lchownSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync,
+  rmdirSync, symlinkSync, unlinkSync,
+} from './bytes.ts';
 import { read as readCb, write as writeCb, fsync as fsyncCb, fdatasync as fdatasyncCb } from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import { promisify } from 'node:util';
@@ -106,7 +107,7 @@ export class UnionFs {
     this.resolver = new Resolver(layers, this.wf, opts.lookupCacheSize);
     this.inodes = new InodeMapper(layers.map((l) => lstatSync(l.root, { bigint: true }).dev));
     if (this.upper && opts.workdir) {
-      this.workTmp = opts.workdir + '/' + WORK_SUBDIR;
+      this.workTmp = fromText(opts.workdir) + '/' + WORK_SUBDIR;
       this.copyup = new CopyUp(layers, this.upper, this.resolver, this.wf, this.workTmp);
     }
   }
@@ -118,7 +119,7 @@ export class UnionFs {
   prepareWorkdir(): void {
     if (!this.workTmp) return;
     rmSync(this.workTmp, { recursive: true, force: true });
-    mkdirp(this.workTmp, { mode: 0o700 });
+    mkdirSync(this.workTmp, 0o700);
   }
 
   // ---------------------------------------------------------------- reading
@@ -167,7 +168,7 @@ export class UnionFs {
   readlink(path: string): Buffer {
     const e = this.resolver.get(checkPath(path));
     if (e.type !== 'symlink') throw fsErr('EINVAL');
-    return readlinkSync(this.layers[e.layer].path(path), { encoding: 'buffer' });
+    return readlinkSync(this.layers[e.layer].path(path));
   }
 
   access(path: string, mode: number): void {
@@ -177,20 +178,20 @@ export class UnionFs {
   }
 
   statfs(): sys.StatFs {
-    return sys.statfs((this.upper ?? this.layers[0]).root);
+    return b.statfs((this.upper ?? this.layers[0]).root);
   }
 
   getxattr(path: string, name: string): Buffer {
     const e = this.resolver.get(checkPath(path));
     if (this.wf.isPrivateXattr(name)) throw fsErr('EOPNOTSUPP');
-    const v = sys.lgetxattr(this.layers[e.layer].path(path), name);
+    const v = b.lgetxattr(this.layers[e.layer].path(path), name);
     if (v === null) throw fsErr('ENODATA');
     return v;
   }
 
   listxattr(path: string): string[] {
     const e = this.resolver.get(checkPath(path));
-    return sys.llistxattr(this.layers[e.layer].path(path)).filter((n) => !this.wf.isPrivateXattr(n));
+    return b.llistxattr(this.layers[e.layer].path(path)).filter((n) => !this.wf.isPrivateXattr(n));
   }
 
   // ---------------------------------------------------------------- files
@@ -326,7 +327,7 @@ export class UnionFs {
 
   async utimens(path: string, atime: TimeArg, mtime: TimeArg): Promise<void> {
     await this.copyUp(checkPath(path));
-    sys.utimensat(this.upperPath(path), atime, mtime, { nofollow: true });
+    b.utimensat(this.upperPath(path), atime, mtime, { nofollow: true });
   }
 
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
@@ -334,7 +335,7 @@ export class UnionFs {
     if (this.wf.isPrivateXattr(name)) throw fsErr('EOPNOTSUPP');
     this.resolver.get(path);
     await this.copyUp(path);
-    sys.lsetxattr(this.upperPath(path), name, value, flags);
+    b.lsetxattr(this.upperPath(path), name, value, flags);
   }
 
   async removexattr(path: string, name: string): Promise<void> {
@@ -342,9 +343,9 @@ export class UnionFs {
     if (this.wf.isPrivateXattr(name)) throw fsErr('EOPNOTSUPP');
     const e = this.resolver.get(path);
     // Nothing to remove means nothing to copy up.
-    if (sys.lgetxattr(this.layers[e.layer].path(path), name) === null) throw fsErr('ENODATA');
+    if (b.lgetxattr(this.layers[e.layer].path(path), name) === null) throw fsErr('ENODATA');
     await this.copyUp(path);
-    sys.lremovexattr(this.upperPath(path), name);
+    b.lremovexattr(this.upperPath(path), name);
   }
 
   // ---------------------------------------------------------------- namespace changes
@@ -371,7 +372,7 @@ export class UnionFs {
     // as the kernel refuses it.
     if ((mode & fsc.S_IFMT) === fsc.S_IFCHR && rdev === 0) throw fsErr('EPERM');
     await this.createIn(path, (abs) => {
-      sys.mknod(abs, mode, rdev);
+      b.mknod(abs, mode, rdev);
       chmodSync(abs, mode & 0o7777);
     }, owner);
   }
@@ -417,8 +418,10 @@ export class UnionFs {
     checkPath(src);
     checkPath(dst);
     this.writable();
-    if (flags & ~sys.RENAME_NOREPLACE) throw fsErr('EINVAL');
+    if (flags & ~(sys.RENAME_NOREPLACE | sys.RENAME_EXCHANGE)) throw fsErr('EINVAL');
+    if ((flags & sys.RENAME_NOREPLACE) && (flags & sys.RENAME_EXCHANGE)) throw fsErr('EINVAL');
     if (src === '/' || dst === '/') throw fsErr('EBUSY');
+    if (flags & sys.RENAME_EXCHANGE) return this.exchange(src, dst);
     // As in createIn: a `.wh.*` name in the upper would vanish from the union.
     if (isOciName(baseName(dst))) throw fsErr('EINVAL', '.wh.* names are reserved for whiteouts');
     const se = this.resolver.get(src);
@@ -459,20 +462,49 @@ export class UnionFs {
       if (!srcNeedsWhiteout) unlinkSync(srcAbs);
     } else if (srcNeedsWhiteout) {
       try {
-        sys.renameat2(srcAbs, dstAbs, sys.RENAME_WHITEOUT);
+        b.renameat2(srcAbs, dstAbs, sys.RENAME_WHITEOUT);
       } catch (err) {
         if (!isCode(err, 'EINVAL', 'EPERM')) throw err;
-        sys.renameat2(srcAbs, dstAbs, 0);
+        b.renameat2(srcAbs, dstAbs, 0);
         makeWhiteout(srcAbs);
       }
     } else {
-      sys.renameat2(srcAbs, dstAbs, 0);
+      b.renameat2(srcAbs, dstAbs, 0);
     }
     this.resolver.invalidateTree(src);
     this.resolver.invalidateTree(dst);
     this.detachHandles(dst); // whatever was at dst is gone
     for (const f of this.files.values()) {
       if (isWithin(f.path, src)) f.path = dst + f.path.slice(src.length);
+    }
+  }
+
+  /**
+   * renameat2(RENAME_EXCHANGE): both names stay, so no whiteout is needed. As in the kernel
+   * with redirect_dir=off, a directory that a lower contributes to cannot move (EXDEV); an
+   * upper-only directory that moves into a merged directory is made opaque.
+   */
+  private async exchange(src: string, dst: string): Promise<void> {
+    const se = this.resolver.get(src);
+    const de = this.resolver.get(dst);
+    if (src === dst) return;
+    if ((se.type === 'dir' && isWithin(dst, src)) || (de.type === 'dir' && isWithin(src, dst))) throw fsErr('EINVAL');
+    if (se.type === 'dir' && this.resolver.isMergedOrLower(se)) throw fsErr('EXDEV');
+    if (de.type === 'dir' && this.resolver.isMergedOrLower(de)) throw fsErr('EXDEV');
+    const up = this.upper!;
+    const sUp = await this.copyUp(src);
+    const dUp = await this.copyUp(dst);
+    const srcAbs = up.path(src);
+    const dstAbs = up.path(dst);
+    const mergedParent = (p: string) => this.resolver.isMergedOrLower(this.resolver.get(parentOf(p)));
+    if (sUp.type === 'dir' && mergedParent(dst) && !this.wf.isOpaqueDir(srcAbs, false)) this.wf.setOpaque(srcAbs);
+    if (dUp.type === 'dir' && mergedParent(src) && !this.wf.isOpaqueDir(dstAbs, false)) this.wf.setOpaque(dstAbs);
+    b.renameat2(srcAbs, dstAbs, sys.RENAME_EXCHANGE);
+    this.resolver.invalidateTree(src);
+    this.resolver.invalidateTree(dst);
+    for (const f of this.files.values()) {
+      if (isWithin(f.path, src)) f.path = dst + f.path.slice(src.length);
+      else if (isWithin(f.path, dst)) f.path = src + f.path.slice(dst.length);
     }
   }
 
@@ -514,9 +546,9 @@ export class UnionFs {
         if (!keepOwner) this.setOwner(tmp, parentAbs, owner, isDir);
         if (isDir) {
           this.wf.setOpaque(tmp);
-          sys.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
+          b.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
         } else {
-          sys.renameat2(tmp, abs, 0);
+          b.renameat2(tmp, abs, 0);
         }
       } finally {
         rmSync(tmp, { recursive: true, force: true });
@@ -559,15 +591,15 @@ export class UnionFs {
       const tmp = this.copyup!.tmpName();
       makeWhiteout(tmp);
       if (e.type === 'dir') {
-        sys.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
+        b.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
         removeTree(tmp);
       } else {
-        sys.renameat2(tmp, abs, 0);
+        b.renameat2(tmp, abs, 0);
       }
     } else {
       const tmp = this.copyup!.tmpName();
       makeWhiteout(tmp);
-      sys.renameat2(tmp, abs, sys.RENAME_NOREPLACE);
+      b.renameat2(tmp, abs, sys.RENAME_NOREPLACE);
     }
     this.resolver.invalidateTree(e.path);
     this.detachHandles(e.path);
@@ -575,7 +607,7 @@ export class UnionFs {
 
   private moveToWorkAndRemove(abs: string): void {
     const tmp = this.copyup!.tmpName();
-    sys.renameat2(abs, tmp, 0);
+    b.renameat2(abs, tmp, 0);
     removeTree(tmp);
   }
 
@@ -587,7 +619,7 @@ export class UnionFs {
     lchownSync(tmp, Number(st.uid), Number(st.gid));
     chmodSync(tmp, Number(st.mode) & 0o7777);
     this.wf.setOpaque(tmp);
-    sys.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
+    b.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
     removeTree(tmp);
     restoreTimes(abs, st);
   }

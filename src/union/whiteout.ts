@@ -1,6 +1,6 @@
-import { lstatSync, type BigIntStats, type Stats } from 'node:fs';
-import { constants as fsc } from 'node:fs';
-import * as sys from '../sys/index.ts';
+import { constants as fsc, type BigIntStats, type Stats } from 'node:fs';
+import * as sys from './bytes.ts';
+import { lstatSync } from './bytes.ts';
 import { isCode } from './errors.ts';
 
 /**

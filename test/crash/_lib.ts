@@ -66,12 +66,14 @@ export function daemonPid(mnt: string): number {
  */
 export async function deadMountChecks(mnt: string): Promise<string[]> {
   const problems: string[] = [];
+  // A listing always asks the daemon (OPENDIR). A stat may not: the kernel answers it from the
+  // attributes it caches (timeout=, 1 s by default), whether the daemon still lives or not.
   try {
-    fs.statSync(mnt);
-    problems.push(`stat of the dead mount ${mnt} succeeded (expected ENOTCONN)`);
+    fs.readdirSync(mnt);
+    problems.push(`listing the dead mount ${mnt} succeeded (expected ENOTCONN)`);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTCONN') problems.push(`stat of the dead mount: ${code} (expected ENOTCONN)`);
+    if (code !== 'ENOTCONN') problems.push(`listing the dead mount: ${code} (expected ENOTCONN)`);
   }
   const r = await run(layerfsBin, ['umount', mnt], { viaFiles: true, timeoutMs: 60_000 });
   if (r.code !== 0) problems.push(`layerfs umount of the dead mount: exit ${r.code}: ${r.stderr.trim()}`);

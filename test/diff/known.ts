@@ -12,8 +12,9 @@ export interface KnownDivergence {
   match: RegExp;
 }
 
+/** The backend the tests mount with: layerfs' default, or LAYERFS_BACKEND (test/helpers/mounts.ts). */
 export function currentBackend(): Backend {
-  return process.env.LAYERFS_BACKEND === 'lowlevel' ? 'lowlevel' : 'fuse-native';
+  return process.env.LAYERFS_BACKEND === 'fuse-native' ? 'fuse-native' : 'lowlevel';
 }
 
 /** The same explained difference on every backend: a union-level choice, not a binding's limit. */

@@ -1280,6 +1280,22 @@ const moreScenarios: Scenario[] = [
       op.mkdir(rawName(Buffer.from('dir\xc0', 'latin1'))),
       op.readdir('.'),
       op.readdir('d'),
+      // xattrs on such names (a lower file: copy-up; an upper one), a rename inside a lower
+      // directory that has such a name (copy-up of the parent, a whiteout), rmdir, link.
+      op.setxattr(`d/${rawName([0xfe, 0x41])}`, 'user.k', 'v1'),
+      op.getxattr(`d/${rawName([0xfe, 0x41])}`, 'user.k'),
+      op.listxattr(`d/${rawName([0xfe, 0x41])}`),
+      op.setxattr(rawName(Buffer.from('new\xfe', 'latin1')), 'user.a', 'x'),
+      op.removexattr(rawName(Buffer.from('new\xfe', 'latin1')), 'user.a'),
+      op.getxattr(rawName(Buffer.from('new\xfe', 'latin1')), 'user.a'),
+      op.listxattr(rawName(Buffer.from('caf\xe9', 'latin1'))),
+      op.rename(`${rawName(Buffer.from('caf\xe9', 'latin1'))}/x`, `${rawName(Buffer.from('caf\xe9', 'latin1'))}/${rawName([0xef, 0xbf])}`),
+      op.readdir(rawName(Buffer.from('caf\xe9', 'latin1'))),
+      op.stat(rawName([0xfd])),
+      op.link(rawName(Buffer.from('new\xfe', 'latin1')), rawName([0xc3])),
+      op.stat(rawName([0xc3])),
+      op.rmdir(rawName(Buffer.from('dir\xc0', 'latin1'))),
+      op.readdir('.'),
     ],
   },
 ];

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin, makeTmp, mountFor, mountsAt, mountsUnder, unmount } from '../helpers/mounts.ts';
-import { readState } from '../../src/state.ts';
+import { readState, stateFile } from '../../src/state.ts';
 import { processAlive } from '../../src/mount.ts';
 import { listTree } from '../helpers/snapshot.ts';
 
@@ -151,8 +151,22 @@ test('mounts in the background, serves, and unmounts; the daemon then exits', as
   const u = await layerfs(['umount', d.mnt]);
   t.is(u.code, 0, u.stderr);
   t.false(isMounted(d.mnt));
-  // A zombie waiting for init to reap it has exited: processAlive counts it as gone.
+  // (A zombie counts as gone: its parent is init, which may reap it a while later.)
   t.false(processAlive(pid), 'daemon gone once umount returns');
+  t.false(fs.existsSync(stateFile(d.mnt).file), 'state file removed');
+});
+
+test('timeout=0: the kernel caches no attributes (a change in the upper shows at once)', async (t) => {
+  const d = layers(t);
+  fs.writeFileSync(path.join(d.upper, 'f'), 'f\n');
+  fs.chmodSync(path.join(d.upper, 'f'), 0o644);
+  await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt, options: ['timeout=0'] });
+  const m = path.join(d.mnt, 'f');
+  t.is((await fs.promises.lstat(m)).mode & 0o777, 0o644);
+  // Behind the mount's back (as a test of the cache setting only): with timeout=1 the
+  // kernel would answer the next stat from its cache.
+  fs.chmodSync(path.join(d.upper, 'f'), 0o600);
+  t.is((await fs.promises.lstat(m)).mode & 0o777, 0o600);
 });
 
 test('podman form: -o with an empty item and volatile, no subcommand', async (t) => {
@@ -233,15 +247,20 @@ test('umount of something that is not mounted: one line, non-zero', async (t) =>
   t.is(r.stderr.trim(), `layerfs: '${d.mnt}' is not mounted`);
 });
 
-test('the daemon exits by itself after fusermount3 -u', async (t) => {
-  const d = layers(t);
-  await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt });
-  const pid = readState(d.mnt)!.pid;
-  const r = await run('fusermount3', ['-u', d.mnt]);
-  t.is(r.code, 0, r.stderr);
-  for (let i = 0; i < 150 && processAlive(pid); i++) await new Promise((res) => setTimeout(res, 20));
-  t.false(processAlive(pid), 'daemon exited');
-});
+for (const cmd of [['fusermount3', '-u'], ['umount']]) {
+  test(`the daemon exits by itself after ${cmd.join(' ')}, and removes its state file`, async (t) => {
+    const d = layers(t);
+    await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt });
+    const pid = readState(d.mnt)!.pid;
+    const r = await run(cmd[0]!, [...cmd.slice(1), d.mnt]);
+    t.is(r.code, 0, r.stderr);
+    t.false(isMounted(d.mnt));
+    // Bounded wait (not a timing check): the daemon learns of the unmount from the kernel.
+    for (let i = 0; i < 500 && processAlive(pid); i++) await new Promise((res) => setTimeout(res, 20));
+    t.false(processAlive(pid), 'daemon exited');
+    t.false(fs.existsSync(stateFile(d.mnt).file), 'state file removed');
+  });
+}
 
 test('without upperdir the mount is read-only: writes give EROFS', async (t) => {
   const d = layers(t);

@@ -449,9 +449,13 @@ function tracedPaths(text: string): string[] {
       if (tracer.exitCode === null) tracer.kill('SIGKILL');
       await exited;
     });
-    // Attached once the daemon's mount-table watcher shows up in the trace.
-    for (let i = 0; i < 100 && !(fs.existsSync(out) && fs.readFileSync(out, 'utf8').includes('mountinfo')); i++) await sleep(100);
-    t.true(fs.readFileSync(out, 'utf8').includes('mountinfo'), 'strace attached to the daemon');
+    // Attached once a lookup of a fresh name (never cached by the kernel) shows up in the trace.
+    const traced = () => fs.existsSync(out) && fs.readFileSync(out, 'utf8').includes('strace-attach-probe-');
+    for (let i = 0; i < 100 && !traced(); i++) {
+      await fsp.lstat(e.m(`strace-attach-probe-${i}`)).catch(() => undefined);
+      await sleep(100);
+    }
+    t.true(traced(), 'strace attached to the daemon');
 
     for (const rel of p.links.keys()) {
       await fsp.lstat(e.m(rel));

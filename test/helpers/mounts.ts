@@ -203,7 +203,9 @@ export async function mountKernel(spec: MountSpec): Promise<void> {
  */
 export async function mountLayerfs(spec: MountSpec): Promise<void> {
   const timeoutMs = spec.timeoutMs ?? 30_000;
-  const opts = optionString(spec, false);
+  let opts = optionString(spec, false);
+  // LAYERFS_BACKEND=fuse-native runs the tests on the older binding (test/diff/known.ts).
+  if (process.env.LAYERFS_BACKEND) opts += `,backend=${process.env.LAYERFS_BACKEND}`;
   const mnt = path.resolve(spec.mnt);
   const r = await run(layerfsBin, ['mount', '-o', opts, mnt], { timeoutMs, viaFiles: true });
   if (r.code !== 0) throw failure(`layerfs mount -o ${opts} ${mnt}`, r, timeoutMs);

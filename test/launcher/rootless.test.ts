@@ -52,7 +52,7 @@ t0('rootless with --lower: runs when /dev/fuse is open to the user, else one cle
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout, '0\nwrite-ok\n');
   } else {
-    t.log('/dev/fuse is not accessible to unprivileged users on this machine: the FUSE mount (fuse-native, libfuse 2) cannot be made without root');
+    t.log('/dev/fuse is not accessible to unprivileged users on this machine: the launcher refuses a FUSE mount without root');
     t.is(r.code, 125);
     t.regex(r.stderr, /^layerfs run: without root, mounting layerfs needs read-write access to \/dev\/fuse, which uid 65534 lacks here \(mode 600; Debian's udev default is 666\); or use --rootfs on a mount made by root\n$/);
   }

@@ -161,7 +161,7 @@ export function isOpaque(abs: string): boolean {
   return sys.lgetxattr(abs, OPAQUE_XATTR)?.toString() === 'y';
 }
 
-export function xattrs(abs: string): Record<string, string> {
+export function xattrs(abs: string | Buffer): Record<string, string> {
   const out: Record<string, string> = {};
   for (const n of sys.llistxattr(abs).sort()) out[n] = sys.lgetxattr(abs, n)?.toString('hex') ?? '';
   return out;
@@ -179,8 +179,9 @@ export function ls(abs: string): string[] {
  */
 export function snapshot(root: string): Record<string, string> {
   const out: Record<string, string> = {};
+  // rel: a byte string (names may not be UTF-8); abs: the bytes of the path.
   const visit = (rel: string): void => {
-    const abs = rel ? path.join(root, rel) : root;
+    const abs = Buffer.concat([Buffer.from(root, 'utf8'), Buffer.from(rel ? '/' + rel : '', 'latin1')]);
     const st = fs.lstatSync(abs, { bigint: true });
     const parts: string[] = [
       `mode=${st.mode.toString(8)}`,
@@ -199,7 +200,9 @@ export function snapshot(root: string): Record<string, string> {
       parts.push(`target=${fs.readlinkSync(abs)}`);
     }
     out[rel || '.'] = parts.join(' ');
-    if (st.isDirectory()) for (const n of ls(abs)) visit(rel ? `${rel}/${n}` : n);
+    if (st.isDirectory()) {
+      for (const n of fs.readdirSync(abs, { encoding: 'buffer' }).map((b) => b.toString('latin1')).sort()) visit(rel ? `${rel}/${n}` : n);
+    }
   };
   visit('');
   return out;

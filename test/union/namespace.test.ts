@@ -362,10 +362,52 @@ test('rename over an existing target replaces it (lower or upper target)', async
   t.true(isWhiteout(path.join(e.upper, 'sym')));
   t.deepEqual(names(u, '/'), ['dst1', 'dst2']);
   await t.throwsAsync(u.rename('/dst1', '/dst2', sys.RENAME_NOREPLACE), { code: 'EEXIST' });
-  // Not supported (kernel overlayfs does support RENAME_EXCHANGE).
-  await t.throwsAsync(u.rename('/dst1', '/dst2', sys.RENAME_EXCHANGE), { code: 'EINVAL' });
+  await t.throwsAsync(u.rename('/dst1', '/dst2', sys.RENAME_EXCHANGE | sys.RENAME_NOREPLACE), { code: 'EINVAL' });
+  await t.throwsAsync(u.rename('/dst1', '/missing', sys.RENAME_EXCHANGE), { code: 'ENOENT' });
   await t.throwsAsync(u.rename('/missing', '/x'), { code: 'ENOENT' });
   await t.throwsAsync(u.rename('/dst1', '/missing/x'), { code: 'ENOENT' });
+  assertWorkEmpty(t, e);
+  check();
+});
+
+test('RENAME_EXCHANGE: both names stay (no whiteouts); lower dirs give EXDEV; an upper dir moved into a merged dir turns opaque', async (t) => {
+  const e = env(t);
+  file(e.lowers[0]!, 'a', 'lower a');
+  dir(e.lowers[0]!, 'ld/x');
+  dir(e.lowers[0]!, 'm/below');
+  file(e.upper, 'u', 'upper u');
+  file(e.upper, 'v', 'upper v');
+  dir(e.upper, 'ud');
+  file(e.upper, 'ud/inside', 'in');
+  dir(e.upper, 'm');
+  file(e.upper, 'm/f', 'file in merged m');
+  const check = guard(t, ...e.lowers);
+  const u = e.union();
+  const fh = await u.open('/u', O_RDONLY);
+  await u.rename('/u', '/v', sys.RENAME_EXCHANGE);
+  t.is(await readAll(u, '/u'), 'upper v');
+  t.is(await readAll(u, '/v'), 'upper u');
+  // Lower file with upper file: the lower one is copied up, and no whiteout is left.
+  await u.rename('/a', '/u', sys.RENAME_EXCHANGE);
+  t.is(await readAll(u, '/u'), 'lower a');
+  t.is(await readAll(u, '/a'), 'upper v');
+  t.false(isWhiteout(path.join(e.upper, 'a')));
+  t.is(fs.readFileSync(path.join(e.upper, 'a'), 'utf8'), 'upper v');
+  // A directory a lower has cannot move.
+  await t.throwsAsync(u.rename('/ld', '/v', sys.RENAME_EXCHANGE), { code: 'EXDEV' });
+  await t.throwsAsync(u.rename('/v', '/ld', sys.RENAME_EXCHANGE), { code: 'EXDEV' });
+  // An upper-only dir swapped into the merged dir m hides what a lower has at its new name.
+  await u.rename('/ud', '/m/f', sys.RENAME_EXCHANGE);
+  t.true(isOpaque(path.join(e.upper, 'm/f')));
+  t.deepEqual(names(u, '/m/f'), ['inside']);
+  t.is(await readAll(u, '/ud'), 'file in merged m');
+  await t.throwsAsync(u.rename('/m', '/m/f/inside', sys.RENAME_EXCHANGE), { code: 'EINVAL' });
+  await t.throwsAsync(u.rename('/m/f', '/m/f/inside', sys.RENAME_EXCHANGE), { code: 'EINVAL' });
+  // An open handle follows its object to the new name.
+  await u.rename('/v', '/ud', sys.RENAME_EXCHANGE);
+  const b = Buffer.alloc(16);
+  t.is(b.toString('utf8', 0, await u.read(fh, b, 16, 0)), 'upper u');
+  u.release(fh);
   assertWorkEmpty(t, e);
   check();
 });
@@ -512,3 +554,52 @@ for (const kind of ['no upper', 'readonly option'] as const) {
     check();
   });
 }
+
+// ------------------------------------------------------------------ names that are not UTF-8
+
+/** root/a/b... as bytes: each component a byte array or an ASCII string. */
+function rawPath(root: string, ...parts: (number[] | string)[]): Buffer {
+  return Buffer.concat([Buffer.from(root), ...parts.flatMap((p) => [Buffer.from('/'), Buffer.from(p as never)])]);
+}
+
+function whiteoutAt(p: Buffer): boolean {
+  try {
+    const st = fs.lstatSync(p, { bigint: true });
+    return st.isCharacterDevice() && st.rdev === 0n;
+  } catch {
+    return false;
+  }
+}
+
+test('byte-string names: names that are not valid UTF-8 are looked up, listed, created, renamed, removed as their bytes', async (t) => {
+  const e = env(t);
+  const cafe = [0x63, 0x61, 0x66, 0xe9]; // "caf\xe9": latin1, not UTF-8
+  fs.writeFileSync(rawPath(e.lowers[0]!, [0xff]), 'ff');
+  fs.mkdirSync(rawPath(e.lowers[0]!, cafe));
+  fs.writeFileSync(rawPath(e.lowers[0]!, cafe, 'x'), 'x');
+  fs.writeFileSync(rawPath(e.lowers[0]!, [0xc3, 0xa9]), 'utf-8 e-acute'); // valid UTF-8 "é"
+  const check = guard(t, ...e.lowers);
+  const u = e.union();
+  // Union paths are byte strings: one char per byte.
+  t.deepEqual(names(u, '/'), ['caf\xe9', '\xc3\xa9', '\xff'].sort());
+  t.is(await readAll(u, '/\xff'), 'ff');
+  t.is(await readAll(u, '/\xc3\xa9'), 'utf-8 e-acute');
+  t.deepEqual(names(u, '/caf\xe9'), ['x']);
+  const fh = await u.create('/new\xfe', 0o644, O_RDWR | O_CREAT);
+  u.release(fh);
+  t.true(fs.existsSync(rawPath(e.upper, [0x6e, 0x65, 0x77, 0xfe])), 'created under its bytes in the upper');
+  await u.rename('/caf\xe9/x', '/caf\xe9/\xef\xbf');
+  t.true(whiteoutAt(rawPath(e.upper, cafe, 'x')), 'whiteout in the copied-up parent');
+  t.true(fs.existsSync(rawPath(e.upper, cafe, [0xef, 0xbf])));
+  t.deepEqual(names(u, '/caf\xe9'), ['\xef\xbf']);
+  await u.setxattr('/\xff', 'user.k', Buffer.from('v'), 0);
+  t.is(u.getxattr('/\xff', 'user.k').toString(), 'v');
+  t.is(sys.lgetxattr(rawPath(e.upper, [0xff]), 'user.k')?.toString(), 'v', 'copied up under its bytes');
+  await u.unlink('/\xff');
+  t.true(whiteoutAt(rawPath(e.upper, [0xff])));
+  t.deepEqual(names(u, '/'), ['caf\xe9', 'new\xfe', '\xc3\xa9'].sort());
+  // A string with a char above 0xff is no byte string, so no path.
+  t.throws(() => u.getattr('/\u0100'), { code: 'EINVAL' });
+  assertWorkEmpty(t, e);
+  check();
+});
