@@ -24,6 +24,12 @@ if ((${#missing[@]})); then
 fi
 
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || { echo "setup: /dev/fuse is missing" >&2; exit 1; }
+# Unprivileged FUSE mounts (rootless `layerfs run`, through fusermount3) need /dev/fuse open to
+# everyone, as Debian's udev rules make it; some sandboxes create it 600.
+if [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+  chmod 666 /dev/fuse 2>/dev/null && echo "setup: /dev/fuse made mode 666 (Debian's default) for rootless mounts" >&2 \
+    || echo "setup: /dev/fuse is mode $(stat -c %a /dev/fuse) and cannot be changed: rootless runs will not mount" >&2
+fi
 
 # node-gyp builds against Node's own headers when the machine has them (Debian's nodejs does),
 # instead of downloading a header tarball. Given to the build commands only (npm warns about

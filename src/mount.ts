@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
@@ -12,6 +12,8 @@ import { CLI_START } from './root.ts';
 export class UserError extends Error {}
 
 const READY_TIMEOUT_MS = 30_000;
+/** Full path: mount.fuse3 runs us with an empty PATH. */
+const FUSERMOUNT = '/usr/bin/fusermount3';
 
 /**
  * Mount in the background: start a detached daemon, wait until the kernel has the mount and
@@ -106,8 +108,13 @@ export async function unmount(mountpoint: string, opts: { lazy?: boolean } = {})
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code === 'EBUSY') throw new UserError(`layerfs: '${mountpoint}' is busy (files are open or a process is inside it; 'layerfs umount -l' detaches it anyway)`);
-    if (code === 'EPERM') throw new UserError(`layerfs: not allowed to unmount '${mountpoint}' (try fusermount3 -u)`);
-    throw e;
+    if (code !== 'EPERM') throw e;
+    // Not root: a mount the caller made through fusermount3 is theirs to unmount with it.
+    const r = spawnSync(FUSERMOUNT, [opts.lazy ? '-uz' : '-u', mnt], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      const why = (r.stderr || r.error?.message || '').trim().split('\n')[0];
+      throw new UserError(`layerfs: not allowed to unmount '${mountpoint}'${why ? ` (${why})` : ''}`);
+    }
   }
   if (st?.pid && st.pid !== process.pid) {
     const until = Date.now() + 10_000;
