@@ -31,6 +31,7 @@ const exceptions = (pid: number): [RegExp, string][] => [
   [/^\/dev\/fuse$/, 'the FUSE device the requests come through (a descriptor)'],
   [/^(pipe|socket|anon_inode):/, 'pipes, sockets, eventfds and epoll of the runtime (descriptors, not paths)'],
   [/^\/run\/layerfs\/[0-9a-f]+\.json$/, 'the mount state file (written at mount, removed at exit)'],
+  [/^\/proc\/sys\/vm\/overcommit_memory$/, "the runtime reading the kernel's overcommit policy when it reserves memory"],
 ];
 
 test.before('strace is installed (apt-get install strace when missing)', async (t) => {
