@@ -9,7 +9,7 @@
 //                                      takes minutes, so it is not part of the full run)
 //
 // Options: --reps N (default 3; --quick 1), --write-reps N (repetitions that include the write
-// workloads, default 1), --only NAME,NAME (filesystems, by substring), --skip big,meta,depth,micro
+// workloads, default 1), --mem-files N (size of the memory check), --only NAME,NAME (filesystems, by substring), --skip big,meta,depth,micro
 // (parts), --out FILE (instead of bench/results/latest.md).
 //
 // Modules: layers.ts builds the layer sets, filesystems.ts mounts and unmounts the five,
@@ -38,6 +38,8 @@ interface Args {
   reps: number;
   /** Repetitions that include the write workloads (chmod copy-up, creation, unpack). */
   writeReps: number;
+  /** Files of the memory check (default: the full run's 100k). */
+  memFiles: number;
   only: FsName[];
   parts: Set<Part>;
   out: string;
@@ -45,12 +47,20 @@ interface Args {
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick | --memory] [--reps N] [--write-reps N] [--only FS,FS] [--skip PART,PART] [--out FILE]\n');
-  process.exit(2);
+  process.stderr.write(
+    [
+      'usage: npm run bench -- [--quick | --memory] [--reps N] [--write-reps N] [--mem-files N] [--only FS,FS] [--skip PART,PART] [--out FILE]',
+      `  --only: filesystems by substring (${FS_NAMES.join(', ')}); --skip: parts (big, meta, depth, micro)`,
+      '  --reps N: repetitions (default 3, --quick 1); --write-reps N: of them, those with chmod/creation/unpack (default 1)',
+      '  --out FILE: where the Markdown goes (default bench/results/latest.md); runs as root',
+      '',
+    ].join('\n'),
+  );
+  process.exit(msg ? 2 : 0);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, memoryOnly: false, reps: 0, writeReps: 0, only: [...FS_NAMES], parts: new Set(PARTS.filter((p) => p !== 'memory')), out: path.join(ROOT, 'bench', 'results', 'latest.md') };
+  const a: Args = { quick: false, memoryOnly: false, reps: 0, writeReps: 0, memFiles: 0, only: [...FS_NAMES], parts: new Set(PARTS.filter((p) => p !== 'memory')), out: path.join(ROOT, 'bench', 'results', 'latest.md') };
   for (let i = 0; i < argv.length; i++) {
     const o = argv[i]!;
     const val = () => argv[++i] ?? usage(`${o} needs a value`);
@@ -58,6 +68,7 @@ function parseArgs(argv: string[]): Args {
     else if (o === '--memory') a.memoryOnly = true;
     else if (o === '--reps') a.reps = Number(val());
     else if (o === '--write-reps') a.writeReps = Number(val());
+    else if (o === '--mem-files') a.memFiles = Number(val());
     else if (o === '--out') a.out = path.resolve(val());
     else if (o === '--only') {
       const want = val().split(',');
@@ -80,6 +91,9 @@ function parseArgs(argv: string[]): Args {
 
 const log = (s: string): void => void process.stderr.write(s + '\n');
 
+/** Set by SIGINT/SIGTERM: no new session starts, and the cleanup runs once. */
+let signalled: NodeJS.Signals | undefined;
+
 /** Remove a session's upper, work dir and mount point — never through a mount still there. */
 function removeSlot(slot: string): void {
   const left = mountsBelow(slot);
@@ -96,28 +110,31 @@ async function main(): Promise<number> {
 
   await runOk('bash', [path.join(ROOT, 'scripts', 'bench-setup.sh')], { timeoutMs: 900_000 });
 
-  const z: Sizes = args.quick ? QUICK : FULL;
+  const z: Sizes = { ...(args.quick ? QUICK : FULL) };
+  if (args.memFiles) z.memFiles = args.memFiles;
   const runners = RUNNERS.filter((r) => args.only.includes(r.name));
   const res = new Results();
   // Room for the sets (the big file twice), one copy-up of it at a time, the uppers.
   const { base: scratch, dir: work } = await makeScratch(args.quick ? 2 : 8, log);
   log(`bench: ${command}; scratch dir ${scratch}; load ${startMachine.load}`);
 
-  let stopping = false;
-  const cleanup = async (): Promise<void> => {
-    await forceUnmountAll(scratch, log);
-    const left = mountsBelow(scratch);
-    if (left.length) {
-      log(`bench: could not unmount ${left.join(', ')}; leaving ${scratch} in place`);
-      process.exitCode = 1;
-      return;
-    }
-    fs.rmSync(scratch, { recursive: true, force: true });
-  };
+  // Run once, whoever asks first: the end of main, or a signal (main's finally then waits for it).
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      await forceUnmountAll(scratch, log);
+      const left = mountsBelow(scratch);
+      if (left.length) {
+        log(`bench: could not unmount ${left.join(', ')}; leaving ${scratch} in place`);
+        process.exitCode = 1;
+        return;
+      }
+      fs.rmSync(scratch, { recursive: true, force: true });
+    })());
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
-      if (stopping) return;
-      stopping = true;
+      if (signalled) return;
+      signalled = sig;
       log(`\nbench: ${sig}: unmounting and removing ${scratch}`);
       void cleanup().finally(() => process.exit(130));
     });
@@ -128,7 +145,7 @@ async function main(): Promise<number> {
     const ctx = (fs: FsName): Ctx => ({ z, res, fs, log });
     /** One mount of one set on one filesystem; a mount failure becomes the rows' reason. */
     const session = async (r: Runner, set: LayerSet, rows: string[], rssRow: string | null, body: (s: Session) => Promise<void>): Promise<void> => {
-      if (stopping) throw new Error('stopped');
+      if (signalled) throw new Error(`stopped by ${signalled}`);
       const slot = path.join(work, 'slots', `${set.name}-${r.name.replace(/\W+/g, '_')}`);
       const t0 = Date.now();
       const since = (t: number) => ((Date.now() - t) / 1000).toFixed(1);
@@ -171,7 +188,8 @@ async function main(): Promise<number> {
     const needDepth = args.parts.has('depth') || args.parts.has('micro');
     const depths = needDepth ? await timedStep(`building the depth sets (${z.depths.join(', ')} layers)`, () => z.depths.map((d) => makeDepthSet(sets, d, z.depthNames))) : [];
 
-    const reps = Math.max(args.reps, args.writeReps);
+    const looped = args.parts.has('big') || args.parts.has('meta') || args.parts.has('depth');
+    const reps = looped ? Math.max(args.reps, args.writeReps) : 0;
     for (let rep = 0; rep < reps; rep++) {
       log(`bench: repetition ${rep + 1}/${reps} (load ${loadavg()})`);
       const read = rep < args.reps;
@@ -234,7 +252,9 @@ async function main(): Promise<number> {
     `- machine: ${startMachine.cpu}, ${startMachine.cores} cores, ${startMachine.memGiB} GiB RAM, kernel ${startMachine.kernel}, node ${startMachine.node}`,
     `- load average (1/5/15 min): ${startMachine.load} at start, ${end.load} at the end (a shared machine: other work ran alongside)`,
     `- versions: layerfs ${git} (\`bin/layerfs mount\` with its current FUSE backend, default options), fuse-overlayfs ${await pkg('fuse-overlayfs')}, unionfs-fuse ${await pkg('unionfs-fuse')} (\`-o cow\`), ${await versionOf('fio', ['--version'])}`,
-    `- repetitions: ${args.reps} (column "runs"; the write workloads chmod, creation and unpack: ${args.writeReps}, to stay within the time budget); each value is the median of its runs (peak RSS: the maximum over that many mounts); the filesystems take turns in rotating order`,
+    args.memoryOnly
+      ? '- one run per filesystem with a daemon'
+      : `- repetitions: ${args.reps} (column "runs"; the write workloads chmod, creation and unpack: ${args.writeReps}, to stay within the time budget); each value is the median of its runs (peak RSS: the maximum over that many mounts); the filesystems take turns in rotating order`,
     '',
     renderTable(rows, res, daemons),
     '',
@@ -265,6 +285,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(process.exitCode || code),
   (e) => {
+    if (signalled) process.exit(130); // cleaned up already (main's finally)
     log(`bench: ${(e as Error)?.stack ?? e}`);
     process.exit(1);
   },
