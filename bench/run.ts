@@ -156,6 +156,8 @@ async function main(): Promise<number> {
         const msg = (e as Error).message.split('\n')[0]!;
         log(`  ${r.name}: cannot mount ${set.name}: ${msg}`);
         for (const row of rows) res.fail(row, r.name, `cannot mount ${set.lowers.length} layer${set.lowers.length > 1 ? 's' : ''}: ${msg}`);
+        // Peak RSS is the maximum over the mounts that worked.
+        if (rssRow) res.note(rssRow, r.name, `${r.name} could not mount the ${set.name} set, which is not included`);
         removeSlot(slot);
         return;
       }
@@ -232,13 +234,18 @@ async function main(): Promise<number> {
   // ---------------------------------------------------------------------------------------
   // the report
 
+  const daemons = new Set(RUNNERS.filter((r) => r.daemon).map((r) => r.name));
   const rows = rowsFor(z, { memory: args.parts.has('memory') && z.memFiles > 0 }).filter((row) => {
     if (args.memoryOnly) return row.id.startsWith('mem-');
     const part = row.id.startsWith('mem-') ? 'memory' : /^(seq|rand|copyup-write|rss-big)/.test(row.id) ? 'big' : /^(depth|rss-depth)/.test(row.id) ? 'depth' : 'meta';
     return args.parts.has(part);
   });
-  for (const row of rows) for (const n of FS_NAMES) if (!args.only.includes(n)) res.fail(row.id, n, 'not run (--only)');
-  const daemons = new Set(RUNNERS.filter((r) => r.daemon).map((r) => r.name));
+  for (const row of rows) {
+    for (const n of FS_NAMES) {
+      if (!args.only.includes(n)) res.fail(row.id, n, 'not run (--only)');
+      else if (!res.get(row.id, n)?.values.length && !(row.daemonOnly && !daemons.has(n))) res.fail(row.id, n, 'no run succeeded');
+    }
+  }
   const end = machine();
   const secs = (Date.now() - t0) / 1000;
   const git = await versionOf('git', ['-C', ROOT, 'describe', '--always', '--dirty']);
