@@ -269,7 +269,7 @@ async function main(): Promise<number> {
     '',
     '- Every value is a time or a size: lower is better. The ratio columns are layerfs divided by the other filesystem, from this run: above 1 means layerfs is slower (or bigger).',
     '- Everything (lowers, uppers, work dirs, the raw copy) is on one scratch ext4 filesystem: a sparse image file in the temp dir, loop-mounted with direct IO and without online discard (see bench/scratch.ts).',
-    '- raw: a plain directory holding a copy of what the unions show (hard links to a private copy of the files, never the lowers), so its writes are plain writes. The unions all mount the same lower directories, each with a fresh upper and work dir per repetition, with their default options (the FUSE ones cache entries and attributes for 1 s).',
+    '- raw: a plain directory holding a copy of what the unions show (hard links to a private copy of the files, never the lowers), so its writes are plain writes. The unions all mount the same lower directories, each with a fresh upper and work dir per repetition, with their default options: layerfs and unionfs-fuse let the kernel cache entries and attributes for 1 s, fuse-overlayfs for much longer (an attribute changed underneath was still cached after 2.5 s), which favours its warm numbers.',
     dropped === false
       ? '- cold: drop_caches is not permitted here, so "cold" means a fresh mount only (the page cache underneath stays warm).'
       : '- cold: a fresh mount, then `sync; echo 3 > /proc/sys/vm/drop_caches` (page cache, dentries, inodes). warm: the same workload again at once on the same mount.',
