@@ -6,7 +6,8 @@
 //   npm run bench                      full run (< 10 min on 2 cores)
 //   npm run bench -- --quick           smoke check: small sizes, one repetition (< 2 min)
 //   npm run bench -- --memory          only the memory check (stat storm over 100k files; it
-//                                      takes minutes, so it is not part of the full run)
+//                                      takes minutes, so it is not part of the full run), to
+//                                      bench/results/memory.md
 //
 // Options: --reps N (default 3; --quick 1), --write-reps N (repetitions that include the write
 // workloads, default 1), --mem-files N (size of the memory check), --only NAME,NAME (filesystems, by substring), --skip big,meta,depth,micro
@@ -52,7 +53,7 @@ function usage(msg?: string): never {
       'usage: npm run bench -- [--quick | --memory] [--reps N] [--write-reps N] [--mem-files N] [--only FS,FS] [--skip PART,PART] [--out FILE]',
       `  --only: filesystems by substring (${FS_NAMES.join(', ')}); --skip: parts (big, meta, depth, micro)`,
       '  --reps N: repetitions (default 3, --quick 1); --write-reps N: of them, those with chmod/creation/unpack (default 1)',
-      '  --out FILE: where the Markdown goes (default bench/results/latest.md); runs as root',
+      '  --out FILE: where the Markdown goes (default bench/results/latest.md, --memory: memory.md); runs as root',
       '',
     ].join('\n'),
   );
@@ -82,7 +83,11 @@ function parseArgs(argv: string[]): Args {
     else usage(`unknown option ${o}`);
   }
   if (a.quick && a.memoryOnly) usage('--quick and --memory do not go together');
-  if (a.memoryOnly) a.parts = new Set(['memory']);
+  if (a.memoryOnly) {
+    a.parts = new Set(['memory']);
+    // Not over the full run's table.
+    if (!argv.includes('--out')) a.out = path.join(ROOT, 'bench', 'results', 'memory.md');
+  }
   if (!a.reps) a.reps = a.quick ? 1 : 3;
   if (!a.writeReps) a.writeReps = 1;
   for (const n of [a.reps, a.writeReps]) if (!Number.isInteger(n) || n < 1) usage('--reps and --write-reps take a positive integer');
