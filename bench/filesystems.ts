@@ -163,6 +163,20 @@ const unionfs: Runner = {
   },
 };
 
+/** The FUSE libraries and native addons the layerfs daemons had loaded (which backend served). */
+export const layerfsLibraries = new Set<string>();
+
+function fuseLibraries(pid: number | undefined): string[] {
+  if (!pid) return [];
+  try {
+    const maps = fs.readFileSync(`/proc/${pid}/maps`, 'utf8');
+    const libs = maps.split('\n').map((l) => l.split(/\s+/)[5] ?? '').filter((f) => /\/libfuse[^/]*\.so|\.node$/.test(f));
+    return [...new Set(libs.map((f) => path.basename(f)))];
+  } catch {
+    return [];
+  }
+}
+
 const layerfs: Runner = {
   name: 'layerfs',
   daemon: true,
@@ -172,6 +186,7 @@ const layerfs: Runner = {
     // viaFiles: the daemon it leaves behind must not hold our pipes open.
     await runOk(layerfsBin, ['mount', '-o', opts, d.mnt], { cwd: set.lowerRoot, viaFiles: true, timeoutMs: 120_000 });
     const pid = readState(d.mnt)?.pid;
+    for (const lib of fuseLibraries(pid)) layerfsLibraries.add(lib);
     return track({
       fs: 'layerfs',
       root: d.mnt,

@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropCachesAllowed, loadavg, machine, runOk, versionOf } from './common.ts';
-import { FS_NAMES, RUNNERS, forceUnmountAll, mountsBelow, type FsName, type Runner, type Session } from './filesystems.ts';
+import { FS_NAMES, RUNNERS, forceUnmountAll, layerfsLibraries, mountsBelow, type FsName, type Runner, type Session } from './filesystems.ts';
 import { FULL, QUICK, makeBigSet, makeDepthSet, makeMemSet, makeMetaSet, type LayerSet, type Sizes } from './layers.ts';
 import { renderMicro, runMicro, type MicroResult } from './micro.ts';
 import { makeScratch } from './scratch.ts';
@@ -263,7 +263,7 @@ async function main(): Promise<number> {
     `- date: ${new Date(t0).toISOString()}, duration ${Math.floor(secs / 60)} min ${Math.round(secs % 60)} s`,
     `- machine: ${startMachine.cpu}, ${startMachine.cores} cores, ${startMachine.memGiB} GiB RAM, kernel ${startMachine.kernel}, node ${startMachine.node}`,
     `- load average (1/5/15 min): ${startMachine.load} at start, ${end.load} at the end (a shared machine: other work ran alongside)`,
-    `- versions: layerfs ${git} (\`bin/layerfs mount\` with its current FUSE backend, default options), fuse-overlayfs ${await pkg('fuse-overlayfs')}, unionfs-fuse ${await pkg('unionfs-fuse')} (\`-o cow\`), ${await versionOf('fio', ['--version'])}`,
+    `- versions: layerfs ${git} (\`bin/layerfs mount\` with its default options; its daemons had loaded ${[...layerfsLibraries].sort().join(', ') || '?'}), fuse-overlayfs ${await pkg('fuse-overlayfs')}, unionfs-fuse ${await pkg('unionfs-fuse')} (\`-o cow\`), ${await versionOf('fio', ['--version'])}`,
     args.memoryOnly
       ? '- one run per filesystem with a daemon'
       : `- repetitions: ${args.reps} (column "runs"; the write workloads chmod, creation and unpack: ${args.writeReps}, to stay within the time budget); each value is the median of its runs (peak RSS: the maximum over that many mounts); the filesystems take turns in rotating order`,
