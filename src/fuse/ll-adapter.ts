@@ -58,7 +58,7 @@ export interface LowLevelMount {
   nodeCount(): number;
 }
 
-/** Operations a later UnionFs may offer; the adapter serves them when it does. */
+/** Operations served only when the filesystem object has them (UnionFs does). */
 interface UnionFsExtensions {
   fallocate(fh: number, mode: number, off: number, len: number): void | Promise<void>;
   lseek(fh: number, off: number, whence: number): number | Promise<number>;
@@ -752,9 +752,9 @@ export class LowLevelAdapter {
 
     if (this.o.readdirplus === false) delete ops.readdirplus;
 
-    // Served once the union core offers them; until then the kernel falls back by itself
-    // (ENOSYS: fallocate fails EOPNOTSUPP, copy_file_range copies through read/write,
-    // SEEK_DATA/SEEK_HOLE treat the file as all data).
+    // Served when the filesystem object offers them (UnionFs does); for one that does not, the
+    // kernel falls back by itself (ENOSYS: fallocate fails EOPNOTSUPP, copy_file_range copies
+    // through read/write, SEEK_DATA/SEEK_HOLE treat the file as all data).
     const ext = this.ext;
     if (typeof ext.fallocate === 'function') {
       ops.fallocate = (r, _ino, fh, mode, off, len) =>

@@ -78,6 +78,8 @@ interface Libc {
   umount2(target: Buffer, flags: number): number;
   statfs(path: Buffer, buf: Buffer): number;
   lseek(fd: number, offset: bigint, whence: number): bigint;
+  fallocate(fd: number, mode: number, offset: bigint, len: bigint): number;
+  copy_file_range(fdIn: number, offIn: BigInt64Array, fdOut: number, offOut: BigInt64Array, len: number, flags: number): bigint;
   strerror(errnum: number): string | null;
 }
 
@@ -102,6 +104,8 @@ function lib(): Libc {
     umount2: so.func('int umount2(const char *target, int flags)'),
     statfs: so.func('int statfs(const char *path, void *buf)'),
     lseek: so.func('int64_t lseek(int fd, int64_t offset, int whence)'),
+    fallocate: so.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
+    copy_file_range: so.func('int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)'),
     strerror: so.func('const char *strerror(int errnum)'),
   };
   return libc;
@@ -364,6 +368,18 @@ export function lseek(fd: number, offset: bigint | number, whence: number): bigi
   const errno = koffi.errno();
   if (errno === os.constants.errno.ENXIO) return null;
   throw sysError(errno, 'lseek');
+}
+
+/** fallocate(2): preallocate, punch holes, zero or collapse ranges of an open file. */
+export function fallocate(fd: number, mode: number, offset: number, len: number): void {
+  if (lib().fallocate(fd, mode, BigInt(offset), BigInt(len)) !== 0) throw sysError(koffi.errno(), 'fallocate');
+}
+
+/** copy_file_range(2) between explicit offsets (the descriptors' own offsets stay put). */
+export function copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags = 0): number {
+  const r = lib().copy_file_range(fdIn, BigInt64Array.of(BigInt(offIn)), fdOut, BigInt64Array.of(BigInt(offOut)), len, flags);
+  if (r < 0n) throw sysError(koffi.errno(), 'copy_file_range');
+  return Number(r);
 }
 
 // ---------------------------------------------------------------------------

@@ -260,6 +260,31 @@ export class UnionFs {
     for (const old of f.retired) closeSync(old);
   }
 
+  /** fallocate(2) on an open file; only an upper file can change. */
+  fallocate(fh: number, mode: number, off: number, len: number): void {
+    const f = this.file(fh);
+    if (!f.upper) throw fsErr('EBADF');
+    sys.fallocate(f.fd, mode, off, len);
+  }
+
+  /** lseek(2) with SEEK_DATA / SEEK_HOLE, answered from the file that serves the handle. */
+  lseek(fh: number, off: number, whence: number): number {
+    const f = this.file(fh);
+    if (!f.upper) this.followCopyUp(f);
+    const r = sys.lseek(f.fd, off, whence);
+    if (r === null) throw fsErr('ENXIO');
+    return Number(r);
+  }
+
+  /** copy_file_range(2) between two open files: the kernel copies (or reflinks) in the layers. */
+  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number, flags: number): number {
+    const src = this.file(fhIn);
+    if (!src.upper) this.followCopyUp(src);
+    const dst = this.file(fhOut);
+    if (!dst.upper) throw fsErr('EBADF');
+    return sys.copyFileRange(src.fd, offIn, dst.fd, offOut, len, flags);
+  }
+
   ftruncate(fh: number, size: number): void {
     const f = this.file(fh);
     if (!f.upper) throw fsErr('EBADF');

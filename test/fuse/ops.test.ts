@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { dir, fifo, file, hardlink, opaqueDir, symlink, whiteout, type LayerSet } from '../diff/layers.ts';
 import { devString } from '../helpers/snapshot.ts';
+import * as sys from '../../src/sys/index.ts';
 import {
   GID, TARGET, UID, kindOf, listTree, mode, names, opaqueOf, sh, sha256, shOk, sleep, withLayers,
 } from './_env.ts';
@@ -30,6 +31,8 @@ const knownBug = TARGET === 'kernel' ? test : test.failing;
 const nativeBug = process.env.LAYERFS_BACKEND === 'fuse-native' && TARGET !== 'kernel' ? test.failing : test;
 const S = 1_000_000_000n; // ns per second
 const MS = 1_000_000n; // ns per millisecond
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
 
 async function stat(p: string): Promise<fs.BigIntStats> {
   return fsp.lstat(p, { bigint: true });
@@ -1387,6 +1390,63 @@ test(
       prepare: (e) => {
         const fd = fs.openSync(e.l(0, 'sparse'), 'w');
         fs.writeSync(fd, 'tail', 64 * 1024 * 1024);
+        fs.closeSync(fd);
+      },
+    },
+  ),
+);
+
+test(
+  'fallocate, SEEK_DATA/SEEK_HOLE and copy_file_range through the mount, on lower and upper files',
+  withLayers(
+    { lowers: [{}] },
+    async (t, e) => {
+      const MiB = 1024 * 1024;
+      // SEEK_DATA / SEEK_HOLE on a sparse lower file, before any copy-up: the holes show.
+      const lo = fs.openSync(e.m('sparse'), 'r');
+      try {
+        t.is(sys.lseek(lo, 0, sys.SEEK_DATA), BigInt(4 * MiB));
+        t.is(sys.lseek(lo, 4 * MiB, sys.SEEK_HOLE), BigInt(4 * MiB + 4), 'the end of the file is a hole');
+        t.is(sys.lseek(lo, 4 * MiB + 4, sys.SEEK_DATA), null, 'no data from the end on: ENXIO');
+      } finally {
+        fs.closeSync(lo);
+      }
+      // fallocate: preallocate a new file, then punch a hole into it.
+      const fd = fs.openSync(e.m('alloc'), 'w+');
+      try {
+        sys.fallocate(fd, 0, 0, 2 * MiB);
+        t.is(fs.fstatSync(fd).size, 2 * MiB);
+        t.true(fs.fstatSync(fd).blocks * 512 >= 2 * MiB, 'the blocks are allocated');
+        fs.writeSync(fd, Buffer.alloc(2 * MiB, 7), 0, 2 * MiB, 0);
+        sys.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, MiB, MiB);
+        t.is(fs.fstatSync(fd).size, 2 * MiB, 'KEEP_SIZE keeps the size');
+        const b = Buffer.alloc(16, 1);
+        fs.readSync(fd, b, 0, 16, MiB);
+        t.true(b.equals(Buffer.alloc(16)), 'the punched range reads zeros');
+        t.is(sys.lseek(fd, 0, sys.SEEK_HOLE), BigInt(MiB));
+      } finally {
+        fs.closeSync(fd);
+      }
+      t.is(fs.statSync(e.u('alloc')).size, 2 * MiB, 'it all landed in the upper');
+      // copy_file_range from the lower file (read through the union) into a new upper file.
+      const src = fs.openSync(e.m('sparse'), 'r');
+      const dst = fs.openSync(e.m('copy'), 'w');
+      try {
+        let done = 0;
+        while (done < 4) done += sys.copyFileRange(src, 4 * MiB + done, dst, 10 + done, 4 - done);
+      } finally {
+        fs.closeSync(src);
+        fs.closeSync(dst);
+      }
+      const got = fs.readFileSync(e.m('copy'));
+      t.is(got.length, 14);
+      t.is(got.subarray(10).toString(), 'data');
+      t.false(fs.existsSync(e.u('sparse')), 'reading the source copied nothing up');
+    },
+    {
+      prepare: (e) => {
+        const fd = fs.openSync(e.l(0, 'sparse'), 'w');
+        fs.writeSync(fd, 'data', 4 * 1024 * 1024);
         fs.closeSync(fd);
       },
     },
