@@ -58,13 +58,6 @@ export interface LowLevelMount {
   nodeCount(): number;
 }
 
-/** Operations served only when the filesystem object has them (UnionFs does). */
-interface UnionFsExtensions {
-  fallocate(fh: number, mode: number, off: number, len: number): void | Promise<void>;
-  lseek(fh: number, off: number, whence: number): number | Promise<number>;
-  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number, flags: number): number | Promise<number>;
-}
-
 // ------------------------------------------------------------------------------------------
 // the inode table
 
@@ -344,13 +337,11 @@ export class LowLevelAdapter {
   private readonly t: number;
   private readonly keepCache: boolean;
   private readonly log: (msg: string) => void;
-  private readonly ext: Partial<UnionFsExtensions>;
 
   constructor(private readonly fs: UnionFs, private readonly o: LowLevelMountOptions) {
     this.t = o.cacheTimeout;
     this.keepCache = o.keepCache ?? true;
     this.log = o.logger ?? log;
-    this.ext = fs as unknown as Partial<UnionFsExtensions>;
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -748,29 +739,21 @@ export class LowLevelAdapter {
           fs.access(this.pathOf(ino), mask);
           r.ok();
         }),
+
+      fallocate: (r, _ino, fh, mode, off, len) =>
+        this.run(r, () => {
+          fs.fallocate(fh, mode, off, len);
+          r.ok();
+        }),
+
+      lseek: (r, _ino, fh, off, whence) => this.run(r, () => void r.lseek(fs.lseek(fh, off, whence))),
+
+      copyFileRange: (r, _inoIn, fhIn, offIn, _inoOut, fhOut, offOut, len, flags) =>
+        this.run(r, () => void r.write(fs.copyFileRange(fhIn, offIn, fhOut, offOut, len, flags))),
     };
 
     if (this.o.readdirplus === false) delete ops.readdirplus;
 
-    // Served when the filesystem object offers them (UnionFs does); for one that does not, the
-    // kernel falls back by itself (ENOSYS: fallocate fails EOPNOTSUPP, copy_file_range copies
-    // through read/write, SEEK_DATA/SEEK_HOLE treat the file as all data).
-    const ext = this.ext;
-    if (typeof ext.fallocate === 'function') {
-      ops.fallocate = (r, _ino, fh, mode, off, len) =>
-        this.run(r, async () => {
-          await ext.fallocate!.call(fs, fh, mode, off, len);
-          r.ok();
-        });
-    }
-    if (typeof ext.lseek === 'function') {
-      ops.lseek = (r, _ino, fh, off, whence) =>
-        this.run(r, async () => void r.lseek(await ext.lseek!.call(fs, fh, off, whence)));
-    }
-    if (typeof ext.copyFileRange === 'function') {
-      ops.copyFileRange = (r, _inoIn, fhIn, offIn, _inoOut, fhOut, offOut, len, flags) =>
-        this.run(r, async () => void r.write(await ext.copyFileRange!.call(fs, fhIn, offIn, fhOut, offOut, len, flags)));
-    }
     return ops;
   }
 
