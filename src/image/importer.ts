@@ -107,17 +107,21 @@ function platformOf(desc: Descriptor): string {
   return desc.platform ? `${desc.platform.os}/${desc.platform.architecture}` : '?';
 }
 
+/** stat() of an import source, or one line saying it does not exist. */
+function statSource(p: string, text: string): fs.Stats {
+  try {
+    return fs.statSync(p);
+  } catch {
+    throw new ImageError(`${text}: ${p} does not exist`);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // OCI image layout
 
 function prepareOci(src: { dir: string; tag?: string }, text: string): Prepared {
   const dir = path.resolve(src.dir);
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch {
-    throw new ImageError(`${text}: ${dir} does not exist`);
-  }
+  const st = statSource(dir, text);
   if (!st.isDirectory()) throw new ImageError(`${text}: ${dir} is not a directory`);
   const layoutFile = path.join(dir, 'oci-layout');
   if (!fs.existsSync(layoutFile)) throw new ImageError(`${text}: ${dir} is not an OCI image layout (no oci-layout file)`);
@@ -267,12 +271,7 @@ function digestInName(member: string): string | null {
 
 async function prepareDockerArchive(src: { file: string; ref?: string }, text: string, stage: string): Promise<Prepared> {
   const file = path.resolve(src.file);
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(file);
-  } catch {
-    throw new ImageError(`${text}: ${file} does not exist`);
-  }
+  const st = statSource(file, text);
   if (!st.isFile()) throw new ImageError(`${text}: ${file} is not a file`);
   const dir = path.join(stage, 'archive');
   fs.mkdirSync(dir);

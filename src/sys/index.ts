@@ -80,6 +80,8 @@ interface Libc {
   lseek(fd: number, offset: bigint, whence: number): bigint;
   fallocate(fd: number, mode: number, offset: bigint, len: bigint): number;
   copy_file_range(fdIn: number, offIn: BigInt64Array, fdOut: number, offOut: BigInt64Array, len: number, flags: number): bigint;
+  flock(fd: number, op: number): number;
+  syncfs(fd: number): number;
   strerror(errnum: number): string | null;
 }
 
@@ -106,6 +108,8 @@ function lib(): Libc {
     lseek: so.func('int64_t lseek(int fd, int64_t offset, int whence)'),
     fallocate: so.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
     copy_file_range: so.func('int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)'),
+    flock: so.func('int flock(int fd, int op)'),
+    syncfs: so.func('int syncfs(int fd)'),
     strerror: so.func('const char *strerror(int errnum)'),
   };
   return libc;
@@ -726,24 +730,6 @@ export function execve(path: PathArg, argv: readonly string[], env: readonly str
 // ---------------------------------------------------------------------------
 // advisory locks and syncfs (for the image store, src/image/)
 
-interface LibcStore {
-  flock(fd: number, op: number): number;
-  syncfs(fd: number): number;
-}
-
-let libcStore: LibcStore | undefined;
-
-function storeLib(): LibcStore {
-  if (libcStore) return libcStore;
-  lib(); // platform check
-  const so = koffi.load('libc.so.6');
-  libcStore = {
-    flock: so.func('int flock(int fd, int op)'),
-    syncfs: so.func('int syncfs(int fd)'),
-  };
-  return libcStore;
-}
-
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
@@ -756,7 +742,7 @@ export const LOCK_UN = 8;
  * process that dies never leaves it behind.
  */
 export function flock(fd: number, op: number): boolean {
-  if (storeLib().flock(fd, op) === 0) return true;
+  if (lib().flock(fd, op) === 0) return true;
   const errno = koffi.errno();
   if (errno === os.constants.errno.EWOULDBLOCK && (op & LOCK_NB) !== 0) return false;
   throw sysError(errno, 'flock');
@@ -764,5 +750,5 @@ export function flock(fd: number, op: number): boolean {
 
 /** syncfs(2): write back everything of the filesystem that holds `fd`. */
 export function syncfs(fd: number): void {
-  if (storeLib().syncfs(fd) !== 0) fail('syncfs');
+  if (lib().syncfs(fd) !== 0) fail('syncfs');
 }
