@@ -32,6 +32,7 @@ const exceptions = (pid: number): [RegExp, string][] => [
   [/^(pipe|socket|anon_inode):/, 'pipes, sockets, eventfds and epoll of the runtime (descriptors, not paths)'],
   [/^\/run\/layerfs\/[0-9a-f]+\.json$/, 'the mount state file (written at mount, removed at exit)'],
   [/^\/proc\/sys\/vm\/overcommit_memory$/, "the runtime reading the kernel's overcommit policy when it reserves memory"],
+  [/^\/sys\/devices\/system\/cpu\/online$/, 'the runtime counting online CPUs (V8 sizes its worker threads by it)'],
 ];
 
 test.before('strace is installed (apt-get install strace when missing)', async (t) => {
