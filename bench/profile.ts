@@ -5,7 +5,7 @@
 //                            [--top N] [--keep]
 //
 // The layer sets are the benchmark suite's (bench/layers.ts), built in a temp dir; the profile
-// (a .cpuprofile file, readable by Chrome DevTools) stays there with --keep.
+// (a .cpuprofile file, readable by Chrome DevTools) is kept with --keep.
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,6 +15,7 @@ import { spawn } from 'node:child_process';
 import { mountAt } from '../src/mountinfo.ts';
 import { ROOT } from '../src/root.ts';
 import { run, timed, timedBash, waitFor } from './common.ts';
+import { makeScratch } from './scratch.ts';
 import { makeDepthSet, makeMetaSet, QUICK, type LayerSet } from './layers.ts';
 
 const { values: o } = parseArgs({
@@ -28,8 +29,6 @@ const { values: o } = parseArgs({
 });
 const files = Number(o.files);
 const bin = path.join(ROOT, 'bin', 'layerfs');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-profile-'));
-const profDir = path.join(tmp, 'prof');
 
 interface Node {
   id: number;
@@ -83,6 +82,22 @@ function summarise(file: string, top: number): void {
 }
 
 async function main(): Promise<void> {
+  // On a scratch ext4, as the suite does (creating files on this VM's discard-mounted root fs
+  // costs ~0.6 ms each, which would drown the daemon's own costs).
+  const scratch = await makeScratch(8, (s) => console.error(s));
+  const tmp = scratch.dir;
+  const profDir = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-profile-'));
+  try {
+    await profile(tmp, profDir);
+  } finally {
+    await run('umount', [scratch.dir]);
+    fs.rmSync(scratch.base, { recursive: true, force: true });
+    if (!o.keep) fs.rmSync(profDir, { recursive: true, force: true });
+    else console.log(`kept ${profDir}`);
+  }
+}
+
+async function profile(tmp: string, profDir: string): Promise<void> {
   let set: LayerSet;
   const z = { ...QUICK, treeFiles: files, readdirEntries: 100, unpackFiles: files };
   if (o.workload === 'depth') set = makeDepthSet(tmp, Number(o.depth), 1000);
@@ -136,12 +151,9 @@ async function main(): Promise<void> {
   const prof = fs.readdirSync(profDir).find((f) => pid !== undefined && f.includes(`.${pid}.`));
   if (!prof) throw new Error(`no profile of the daemon (pid ${pid}) in ${profDir}`);
   summarise(path.join(profDir, prof), Number(o.top));
-  if (o.keep) console.log(`kept ${tmp}`);
-  else fs.rmSync(tmp, { recursive: true, force: true });
 }
 
 main().catch((e) => {
   console.error(`profile: ${(e as Error).message}`);
-  if (!o.keep) fs.rmSync(tmp, { recursive: true, force: true });
   process.exit(1);
 });

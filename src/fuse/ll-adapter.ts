@@ -516,17 +516,10 @@ export class LowLevelAdapter {
           if (dir === null) throw fsError('ENOENT');
           p.childLookups = (p.childLookups ?? 0) + 1;
           const path = joinChild(dir, name);
-          let attr: Attr;
-          try {
-            attr = fs.getattr(path);
-          } catch (e) {
-            if ((e as { code?: string }).code === 'ENOENT' && this.t > 0) {
-              r.negative(this.t);
-              return;
-            }
-            throw e;
-          }
-          this.replyEntry(r, p, name, path, attr);
+          const attr = fs.lookupAttr(path);
+          if (attr) this.replyEntry(r, p, name, path, attr);
+          else if (this.t > 0) r.negative(this.t);
+          else throw fsError('ENOENT');
         }),
 
       forget: (nodeid, nlookup) => t.forget(nodeid, nlookup),

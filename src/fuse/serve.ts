@@ -8,6 +8,12 @@ import { stateFile, type MountState } from '../state.ts';
 
 /** fuse-native only: how often the daemon checks that its mount still exists. */
 const WATCH_MS = 500;
+/**
+ * How long the kernel may cache entries and attributes (timeout=). Every change made through
+ * the mount reaches the kernel's cache (copy-up drops what it changes behind the kernel's back),
+ * so this only bounds how long changes made to the layers underneath stay unseen.
+ */
+const DEFAULT_CACHE_SECONDS = 60;
 
 /** A served mount, whichever binding serves it. */
 interface Served {
@@ -30,6 +36,8 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     readonly: cfg.readonly,
     userxattr: cfg.userxattr,
     volatile: cfg.volatile,
+    // A lower changed underneath shows within a second, or at once when the kernel caches nothing.
+    lowerRecheckMs: Math.min(1000, (cfg.timeoutSeconds ?? DEFAULT_CACHE_SECONDS) * 1000),
   });
   if (!fs.readonly) fs.prepareWorkdir();
   const extra: string[] = [];
@@ -41,7 +49,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     fsname: cfg.fsname,
     readonly: fs.readonly,
     allowOther: process.getuid?.() === 0,
-    cacheTimeout: cfg.timeoutSeconds ?? 1,
+    cacheTimeout: cfg.timeoutSeconds ?? DEFAULT_CACHE_SECONDS,
     extra,
     debug: cfg.debug,
   };

@@ -130,6 +130,10 @@ export function openAsync(p: string, flags: number, mode?: number): Promise<fsp.
   return fsp.open(osPath(p), flags, mode);
 }
 
+export function copyFileSync(src: string, dst: string, mode: number): void {
+  fs.copyFileSync(osPath(src), osPath(dst), mode);
+}
+
 export function copyFileAsync(src: string, dst: string, mode: number): Promise<void> {
   return fsp.copyFile(osPath(src), osPath(dst), mode);
 }

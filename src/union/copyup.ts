@@ -104,6 +104,9 @@ export class CopyUp {
   }
 }
 
+/** Files up to this size are copied synchronously (see copyFileData). */
+const SMALL_COPY = 256 * 1024;
+
 /**
  * Copy a regular file's data. A file without holes goes through fs.copyFile (in-kernel
  * copy_file_range, or a reflink where the filesystem has them); a sparse file is copied range
@@ -111,6 +114,12 @@ export class CopyUp {
  * kernel's copy-up keeps it.
  */
 export async function copyFileData(src: string, dst: string, size: number): Promise<void> {
+  // A small file is copied at once on this thread: a trip through libuv's thread pool (open,
+  // copy, close) costs more than the copy itself, and holes do not matter at this size.
+  if (size <= SMALL_COPY) {
+    b.copyFileSync(src, dst, fsc.COPYFILE_EXCL);
+    return;
+  }
   const fin = await open(src, fsc.O_RDONLY | fsc.O_NOFOLLOW);
   try {
     const firstHole = sys.lseek(fin.fd, 0, sys.SEEK_HOLE);

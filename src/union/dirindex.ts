@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { readdirEntries } from './bytes.ts';
+import { lstatOrNull, readdirEntries } from './bytes.ts';
 import { isCode } from './errors.ts';
 import type { Layer } from './layer.ts';
 import type { Entry } from './lookup.ts';
@@ -20,6 +20,15 @@ export const K_WHITEOUT = 2; // not there, but an OCI whiteout `.wh.NAME` is (it
  */
 export type LowerNames = Map<string, number | number[]>;
 
+/** An index and what it was read from, to notice a lower directory changed underneath. */
+interface Listing {
+  names: LowerNames;
+  /** The indexed layers' directories: their layer, inode and modification time when read. */
+  dirs: { li: number; ino: bigint; mtimeNs: bigint }[];
+  /** When the directories were last found unchanged (performance.now()). */
+  checked: number;
+}
+
 /** Directories bigger than this are not indexed (their lookups lstat in every layer). */
 const MAX_NAMES = 200_000;
 
@@ -33,11 +42,13 @@ const MAX_NAMES = 200_000;
  * have the name (usually one), and only those are asked for attributes: lookup time no longer
  * grows with the depth of the stack.
  *
- * Only lowers are indexed: the union never changes them (changing a lower under a live mount is
- * undefined behaviour, for the kernel too), so an index needs no invalidation by the union's own
- * operations. A lower changed underneath anyway shows a name already indexed in its new state or
- * not at all (a stale name is checked by lstat and skipped when gone), and a name added later
- * stays unseen while the index lives. The upper changes all the time and is never indexed.
+ * Only lowers are indexed: the union never changes them, so an index needs no invalidation by
+ * the union's own operations. Changing a lower under a live mount is undefined behaviour (for the
+ * kernel too), but people do it, and the kernel then mostly shows the change: so an index is
+ * re-checked against its directories' modification times when it is used and older than
+ * `recheckMs` (at most one lstat per layer per directory and period; 0: at every use), and
+ * whenever it says no lower has a name; it is read again when a directory changed. A stale name is checked by lstat and skipped when gone. The upper
+ * changes all the time and is never indexed.
  *
  * An index belongs to one resolution of the directory (its Entry, whose dirLayers it covers): when
  * the union changes what the directory merges (an opaque copy, a rename), the Resolver makes a new
@@ -45,33 +56,51 @@ const MAX_NAMES = 200_000;
  * cache weighed by their number of names.
  */
 export class DirIndex {
-  private readonly cache: LRUCache<Entry, LowerNames | false>;
+  private readonly cache: LRUCache<Entry, Listing | false>;
 
   constructor(
     private readonly layers: Layer[],
+    private readonly recheckMs = 1000,
     maxNames = 1_000_000,
   ) {
     this.cache = new LRUCache({
       maxSize: maxNames,
-      sizeCalculation: (v) => (v ? v.size + 1 : 1),
+      sizeCalculation: (v) => (v ? v.names.size + 1 : 1),
     });
   }
 
-  /** The lower names of the directory `dir` (a resolved union directory); null: not indexed. */
-  names(dir: Entry): LowerNames | null {
-    const hit = this.cache.get(dir);
-    if (hit !== undefined) return hit || null;
-    const m = this.read(dir);
-    this.cache.set(dir, m ?? false);
-    return m;
+  /**
+   * The lower names of the directory `dir` (a resolved union directory); null: not indexed.
+   * `recheck`: check the directories now, whenever they were last checked (before a lookup
+   * answers that no lower has a name: a name added underneath then shows at once).
+   */
+  names(dir: Entry, recheck = false): LowerNames | null {
+    let hit = this.cache.get(dir);
+    if (hit && (recheck || performance.now() - hit.checked >= this.recheckMs) && !this.unchanged(dir, hit)) hit = undefined;
+    if (hit !== undefined) return hit ? hit.names : null;
+    const l = this.read(dir);
+    this.cache.set(dir, l ?? false);
+    return l && l.names;
+  }
+
+  /** Are the directories the listing was read from still as they were? */
+  private unchanged(dir: Entry, l: Listing): boolean {
+    for (const d of l.dirs) {
+      const st = lstatOrNull(this.layers[d.li]!.path(dir.path));
+      if (!st || st.ino !== d.ino || st.mtimeNs !== d.mtimeNs) return false;
+    }
+    l.checked = performance.now();
+    return true;
   }
 
   clear(): void {
     this.cache.clear();
   }
 
-  private read(dir: Entry): LowerNames | null {
+  private read(dir: Entry): Listing | null {
     const m: LowerNames = new Map();
+    const dirs: Listing['dirs'] = [];
+    const checked = performance.now();
     const add = (name: string, code: number) => {
       const v = m.get(name);
       if (v === undefined) m.set(name, code);
@@ -83,6 +112,10 @@ export class DirIndex {
       if (layer.isUpper) continue;
       let ents;
       try {
+        // The time first: a change after it shows as a new time at the next check.
+        const st = lstatOrNull(layer.path(dir.path));
+        if (!st) return null;
+        dirs.push({ li, ino: st.ino, mtimeNs: st.mtimeNs });
         ents = readdirEntries(layer.path(dir.path));
       } catch (e) {
         // Not a readable directory (any more): look names up one by one, as without an index.
@@ -101,6 +134,6 @@ export class DirIndex {
       }
       for (const name of whiteouts) add(name, li * 4 + K_WHITEOUT);
     }
-    return m;
+    return { names: m, dirs, checked };
   }
 }

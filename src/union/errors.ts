@@ -1,10 +1,18 @@
 import { constants } from 'node:os';
 
-/** An error carrying a POSIX errno name, as the FUSE adapter answers it. */
+/**
+ * An error carrying a POSIX errno name, as the FUSE adapter answers it. These are answers
+ * (ENOENT for a lookup of a new name, ENODATA for the security.capability xattr the kernel asks
+ * for before every write), not faults: they carry no stack trace, whose capture cost more than
+ * the syscalls of the request.
+ */
 export class FsError extends Error {
   readonly code: string;
   constructor(code: string, message?: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ? `${code}: ${message}` : code);
+    Error.stackTraceLimit = limit;
     this.code = code;
   }
 }

@@ -45,9 +45,11 @@ export class Resolver {
     readonly layers: Layer[],
     readonly wf: WhiteoutFormat,
     cacheSize = 50_000,
+    /** How often a lower directory's index is checked against the directory (see DirIndex). */
+    lowerRecheckMs = 1000,
   ) {
     this.cache = new LRUCache({ max: cacheSize });
-    this.index = new DirIndex(layers);
+    this.index = new DirIndex(layers, lowerRecheckMs);
     this.rootEntry = { path: '/', layer: 0, type: 'dir', dirLayers: layers.map((l) => l.index) };
   }
 
@@ -110,8 +112,14 @@ export class Resolver {
         if (this.take(acc, top, path, st)) return acc.found;
       }
     }
-    // The lowers: only those whose listing has the name (or an OCI whiteout for it).
-    const hits = lowers.get(name);
+    // The lowers: only those whose listing has the name (or an OCI whiteout for it). Before
+    // answering that none has it, make sure their directories did not change underneath.
+    let hits = lowers.get(name);
+    if (hits === undefined && !acc.found) {
+      const again = this.index.names(parent, true);
+      if (!again) return this.childLayerByLayer(parent, name, path);
+      hits = again.get(name);
+    }
     if (hits === undefined) return acc.found;
     let present = -1; // a layer whose object of this name was taken: its own whiteout does not count
     for (const code of typeof hits === 'number' ? [hits] : hits) {
@@ -181,9 +189,13 @@ export class Resolver {
     const parent = this.find(parentPath);
     if (!parent || parent.type !== 'dir') return false;
     const path = joinPath(parentPath, name);
-    const lowers = this.index.names(parent);
+    let lowers = this.index.names(parent);
+    let hits = lowers?.get(name);
+    if (lowers && hits === undefined) {
+      lowers = this.index.names(parent, true);
+      hits = lowers?.get(name);
+    }
     if (lowers) {
-      const hits = lowers.get(name);
       if (hits === undefined) return false;
       for (const code of typeof hits === 'number' ? [hits] : hits) {
         if ((code & 3) === K_WHITEOUT) return false;

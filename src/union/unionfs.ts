@@ -32,6 +32,11 @@ export interface UnionOptions {
   /** Skip fsync to the upper (kernel option `volatile`). */
   volatile?: boolean;
   lookupCacheSize?: number;
+  /**
+   * How often (ms) the index of a lower directory is checked against the directory, so that a
+   * lower changed underneath the mount shows (default 1000; 0: at every lookup).
+   */
+  lowerRecheckMs?: number;
 }
 
 /** Attributes of a union object, with 64-bit numbers and nanosecond times. */
@@ -104,7 +109,7 @@ export class UnionFs {
     this.readonly = !!opts.readonly || !this.upper;
     this.volatile = !!opts.volatile;
     this.wf = new WhiteoutFormat(!!opts.userxattr);
-    this.resolver = new Resolver(layers, this.wf, opts.lookupCacheSize);
+    this.resolver = new Resolver(layers, this.wf, opts.lookupCacheSize, opts.lowerRecheckMs);
     this.inodes = new InodeMapper(layers.map((l) => lstatSync(l.root, { bigint: true }).dev));
     if (this.upper && opts.workdir) {
       this.workTmp = fromText(opts.workdir) + '/' + WORK_SUBDIR;
@@ -129,9 +134,15 @@ export class UnionFs {
   }
 
   getattr(path: string): Attr {
+    const a = this.lookupAttr(path);
+    if (!a) throw fsErr('ENOENT');
+    return a;
+  }
+
+  /** The attributes of path, or null when the union has nothing there (a lookup's answer). */
+  lookupAttr(path: string): Attr | null {
     const [e, st] = this.resolver.findFresh(checkPath(path));
-    if (!e) throw fsErr('ENOENT');
-    return this.attrOf(e, st);
+    return e && this.attrOf(e, st);
   }
 
   /** Attributes of an entry; `fresh`: the entry's lstat, when the lookup has just read it. */

@@ -67,7 +67,7 @@ export function daemonPid(mnt: string): number {
 export async function deadMountChecks(mnt: string): Promise<string[]> {
   const problems: string[] = [];
   // A listing always asks the daemon (OPENDIR). A stat may not: the kernel answers it from the
-  // attributes it caches (timeout=, 1 s by default), whether the daemon still lives or not.
+  // attributes it caches (timeout=, 60 s by default), whether the daemon still lives or not.
   try {
     fs.readdirSync(mnt);
     problems.push(`listing the dead mount ${mnt} succeeded (expected ENOTCONN)`);

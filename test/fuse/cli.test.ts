@@ -163,7 +163,7 @@ test('timeout=0: the kernel caches no attributes (a change in the upper shows at
   await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt, options: ['timeout=0'] });
   const m = path.join(d.mnt, 'f');
   t.is((await fs.promises.lstat(m)).mode & 0o777, 0o644);
-  // Behind the mount's back (as a test of the cache setting only): with timeout=1 the
+  // Behind the mount's back (as a test of the cache setting only): with the default timeout the
   // kernel would answer the next stat from its cache.
   fs.chmodSync(path.join(d.upper, 'f'), 0o600);
   t.is((await fs.promises.lstat(m)).mode & 0o777, 0o600);

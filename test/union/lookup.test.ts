@@ -432,3 +432,16 @@ test('index: a lower name removed underneath a live union is skipped, not served
   u.resolver.invalidate('/d/f');
   t.is(u.lookup('/d/f'), null);
 });
+
+test('index: a name added to a lower underneath a live union shows once the index is re-checked', (t) => {
+  const e = env(t, 2);
+  file(e.lowers[1]!, 'd/a', 'a');
+  dir(e.lowers[0]!, 'd');
+  const u = e.union({ lowerRecheckMs: 0 });
+  t.is(u.lookup('/d/a')?.layer, 2); // indexes /d
+  file(e.lowers[0]!, 'd/new', 'n');
+  t.is(u.lookup('/d/new')?.layer, 1);
+  ociWhiteout(e.lowers[0]!, 'd/a');
+  u.resolver.invalidate('/d/a');
+  t.is(u.lookup('/d/a'), null);
+});
