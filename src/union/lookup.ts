@@ -4,6 +4,7 @@ import { LRUCache } from 'lru-cache';
 import { fsErr, isCode } from './errors.ts';
 import { Layer, baseName, joinPath, parentOf } from './layer.ts';
 import { WhiteoutFormat, hasOciWhiteout, isOciName, isWhiteoutStat } from './whiteout.ts';
+import type { TraceSink } from './events.ts';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
 
@@ -44,6 +45,8 @@ function lstatOrNull(p: string): BigIntStats | null {
  */
 export class Resolver {
   private cache: LRUCache<string, Entry | false>;
+  /** Set while someone traces the union (./events.ts): told of every uncached resolution. */
+  trace?: TraceSink;
 
   constructor(
     readonly layers: Layer[],
@@ -71,6 +74,7 @@ export class Resolver {
     if (!parent) return null;
     if (parent.type !== 'dir') throw fsErr('ENOTDIR');
     const e = this.child(parent, baseName(path));
+    if (this.trace) this.trace({ ev: 'lookup', path, entry: e });
     this.cache.set(path, e ?? false);
     return e;
   }
