@@ -5,6 +5,7 @@ import { mountAt } from '../mountinfo.ts';
 import * as sys from '../sys/index.ts';
 import { UnionFs } from '../union/unionfs.ts';
 import { stateFile, type MountState } from '../state.ts';
+import { startTraceService } from '../trace.ts';
 
 /** fuse-native only: how often the daemon checks that its mount still exists. */
 const WATCH_MS = 500;
@@ -45,7 +46,17 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     extra,
     debug: cfg.debug,
   };
-  const served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
+  const sf = stateFile(cfg.mountpoint);
+  mkdirSync(sf.dir, { recursive: true, mode: 0o700 });
+  // The trace file and the socket of `layerfs trace`; events flow only while someone listens.
+  const tracer = await startTraceService(fs, { mountpoint: cfg.mountpoint, file: cfg.trace, socketPath: sf.socket });
+  let served: Served;
+  try {
+    served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
+  } catch (e) {
+    tracer.close();
+    throw e;
+  }
 
   const state: MountState = {
     pid: process.pid,
@@ -53,11 +64,12 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     lowerdirs: cfg.lowerdirs,
     upperdir: cfg.upperdir,
     workdir: cfg.workdir,
+    userxattr: cfg.userxattr,
+    ...(cfg.trace ? { trace: cfg.trace } : {}),
+    socket: sf.socket,
     started: new Date().toISOString(),
   };
-  const sf = stateFile(cfg.mountpoint);
   try {
-    mkdirSync(sf.dir, { recursive: true, mode: 0o700 });
     writeFileSync(sf.file, JSON.stringify(state) + '\n');
   } catch (e) {
     log(`cannot write state file ${sf.file}: ${e}`);
@@ -76,6 +88,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
       log(`unmount on exit failed: ${e}`);
     }
     try {
+      tracer.close();
       rmSync(sf.file, { force: true });
     } catch {
       // best effort
