@@ -6,10 +6,16 @@ import { setLogTarget } from './log.ts';
 import { mountBackground, unmount, UserError } from './mount.ts';
 
 const USAGE = `usage:
-  layerfs mount [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTIONS] MOUNTPOINT
+  layerfs mount [-f] [-d] [--trace FILE] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTIONS] MOUNTPOINT
   layerfs -o OPTIONS MOUNTPOINT            (fuse-overlayfs / podman form)
   layerfs SOURCE MOUNTPOINT -o OPTIONS     (mount -t fuse.layerfs form)
   layerfs umount [-l] MOUNTPOINT
+  layerfs explain [--json] MOUNTPOINT PATH               which layer serves PATH, what it shadows,
+                                                         what hides it (exit 0 found, 1 missing,
+                                                         2 bad arguments, 3 not a layerfs mount)
+  layerfs trace [--json] MOUNTPOINT                      the union's decisions as they happen
+                                                         (lookups, copy-ups, whiteouts, opaque dirs)
+  layerfs trace [--json] FILE                            a trace written by --trace FILE / -o trace=FILE
   layerfs run [OPTIONS] --lower A:B:C [--upper U --work W] -- CMD [ARGS...]   (see run --help)
   layerfs run [OPTIONS] IMAGE [--] [CMD [ARGS...]]       an image of the store (defaults from its config)
   layerfs image import oci:DIR[:TAG] | docker-archive:FILE [--name NAME]
@@ -90,6 +96,11 @@ async function main(argv: string[]): Promise<number> {
       return cmdServe();
     case 'run':
       return (await import('./launcher/run.ts')).cmdRun(rest);
+    case 'explain':
+    case 'trace':
+      // As with image/diff/commit: mount.fuse3's form with such a SOURCE stays a mount.
+      if (rest.some((a) => /(^|,)lowerdir=/.test(a))) return cmdMount(argv);
+      return cmd === 'explain' ? (await import('./explain.ts')).cmdExplain(rest) : (await import('./trace.ts')).cmdTrace(rest);
     case 'image':
     case 'images':
     case 'diff':
