@@ -221,6 +221,7 @@ function render(top: LevelJson, along: LevelJson[]): string[] {
       out.push(`  ${a.path}: ${what}${marks.length ? `; ${marks.join(', ')}` : ''}`);
     }
   }
+  out.push(`Layers: ${top.layers.map((v) => `${v.name} ${v.dir}`).join(', ')}`);
   return out;
 }
 
