@@ -21,11 +21,12 @@ export interface MicroResult {
 }
 
 /**
- * Forget a path and its ancestors in the Resolver's cache, so that the next find() resolves
- * every component again (clearing the whole LRU would cost more than the lookup itself).
+ * Forget a path in the Resolver's cache, so that the next find() resolves its last component
+ * again in every layer (its directory stays resolved and indexed, as in a running daemon, where
+ * the kernel asks for one name in a known directory).
  */
 function forget(u: UnionFs, p: string): void {
-  for (let q = p; q !== '/'; q = q.slice(0, q.lastIndexOf('/')) || '/') u.resolver.invalidate(q);
+  u.resolver.invalidate(p);
 }
 
 function core(set: LayerSet): UnionFs {

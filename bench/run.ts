@@ -284,7 +284,7 @@ async function main(): Promise<number> {
   ];
   if (!args.memoryOnly) md.push('- The memory check (daemon RSS after a stat storm over 100k files) is a separate run: `npm run bench -- --memory`.');
   if (micro.length) {
-    md.push('', '## Core micro-benchmarks', '', 'benchmark.js, in process, no FUSE: the union core (`Resolver` of src/union/lookup.ts, `mergedReaddir` of src/union/readdir.ts) on the same layer directories; "uncached" removes the path and its parents from the Resolver\'s lookup cache before every call (the layer directories themselves stay cached by the kernel).', '', renderMicro(micro));
+    md.push('', '## Core micro-benchmarks', '', 'benchmark.js, in process, no FUSE: the union core (`Resolver` of src/union/lookup.ts, `mergedReaddir` of src/union/readdir.ts) on the same layer directories; "uncached" removes the path from the Resolver\'s lookup cache before every call, so its last component is resolved again through every layer (its directory stays resolved and indexed, as in a running daemon; the layer directories stay cached by the kernel).', '', renderMicro(micro));
   }
   const text = md.join('\n') + '\n';
   process.stdout.write('\n' + text);

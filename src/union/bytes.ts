@@ -51,6 +51,21 @@ export function lstatSync(p: string, o?: { bigint: true }): Stats | BigIntStats 
   return o ? fs.lstatSync(osPath(p), o) : fs.lstatSync(osPath(p));
 }
 
+/**
+ * lstat that answers null for a name that is not there (ENOENT, or ENOTDIR when a parent is not
+ * a directory) without throwing: a lookup through many layers misses in most of them, and a
+ * thrown error costs several times the syscall.
+ */
+export function lstatOrNull(p: string): BigIntStats | null {
+  try {
+    return fs.lstatSync(osPath(p), { bigint: true, throwIfNoEntry: false }) ?? null;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR' || code === 'ENAMETOOLONG') return null;
+    throw e;
+  }
+}
+
 export function openSync(p: string, flags: number, mode?: number): number {
   return fs.openSync(osPath(p), flags, mode);
 }

@@ -1,7 +1,8 @@
 import type { BigIntStats } from 'node:fs';
-import { lstatSync } from './bytes.ts';
+import { lstatOrNull } from './bytes.ts';
+import { DirIndex, K_DIR, K_WHITEOUT } from './dirindex.ts';
 import { LRUCache } from 'lru-cache';
-import { fsErr, isCode } from './errors.ts';
+import { fsErr } from './errors.ts';
 import { Layer, baseName, joinPath, parentOf } from './layer.ts';
 import { WhiteoutFormat, hasOciWhiteout, isOciName, isWhiteoutStat } from './whiteout.ts';
 import type { TraceSink } from './events.ts';
@@ -25,15 +26,6 @@ export function typeOf(st: BigIntStats): EntryType {
   return 'other';
 }
 
-function lstatOrNull(p: string): BigIntStats | null {
-  try {
-    return lstatSync(p, { bigint: true });
-  } catch (e) {
-    if (isCode(e, 'ENOENT', 'ENOTDIR', 'ENAMETOOLONG')) return null;
-    throw e;
-  }
-}
-
 /**
  * The overlay lookup rules, top to bottom: a whiteout hides everything below it; a
  * non-directory ends the search (and is invisible beneath a directory above it); directories
@@ -45,6 +37,10 @@ function lstatOrNull(p: string): BigIntStats | null {
  */
 export class Resolver {
   private cache: LRUCache<string, Entry | false>;
+  /** The names of lower directories, so a lookup skips the layers that lack a name. */
+  readonly index: DirIndex;
+  /** The attributes child() read for the object it found (see findFresh). */
+  private fresh: { path: string; st: BigIntStats } | null = null;
   /** Set while someone traces the union (./events.ts): told of every uncached resolution. */
   trace?: TraceSink;
 
@@ -54,15 +50,19 @@ export class Resolver {
     cacheSize = 50_000,
   ) {
     this.cache = new LRUCache({ max: cacheSize });
+    this.index = new DirIndex(layers);
+    this.rootEntry = { path: '/', layer: 0, type: 'dir', dirLayers: layers.map((l) => l.index) };
   }
 
   get upper(): Layer | undefined {
     return this.layers[0]?.isUpper ? this.layers[0] : undefined;
   }
 
+  /** The root is always merged across every layer (an opaque marker on a root is ignored). */
+  private readonly rootEntry: Entry;
+
   root(): Entry {
-    // The root is always merged across every layer (an opaque marker on a root is ignored).
-    return { path: '/', layer: 0, type: 'dir', dirLayers: this.layers.map((l) => l.index) };
+    return this.rootEntry;
   }
 
   /** Resolve a path; null when it does not exist in the union. Throws ENOTDIR through a non-directory. */
@@ -79,6 +79,18 @@ export class Resolver {
     return e;
   }
 
+  /**
+   * Like find, with the attributes of the object when this very call had to read them to
+   * resolve the path (a cache miss): the caller saves that lstat. Null attributes: read them.
+   */
+  findFresh(path: string): [Entry | null, BigIntStats | null] {
+    this.fresh = null;
+    const e = this.find(path);
+    const f = this.fresh as { path: string; st: BigIntStats } | null;
+    this.fresh = null;
+    return [e, f !== null && e !== null && f.path === path ? f.st : null];
+  }
+
   /** Like find, but ENOENT when missing. */
   get(path: string): Entry {
     const e = this.find(path);
@@ -91,9 +103,50 @@ export class Resolver {
     const path = joinPath(parent.path, name);
     // `.wh.*` names are markers in image layers: never visible through the union.
     if (isOciName(name)) return null;
-    let found: Entry | null = null;
+    const lowers = this.index.names(parent);
+    if (!lowers) return this.childLayerByLayer(parent, name, path);
+    const acc: { found: Entry | null } = { found: null };
+    const top = this.layers[parent.dirLayers[0]!]!;
+    if (top.isUpper) {
+      const st = lstatOrNull(top.path(path));
+      if (st) {
+        if (isWhiteoutStat(st)) return null;
+        if (this.take(acc, top, path, st)) return acc.found;
+      }
+    }
+    // The lowers: only those whose listing has the name (or an OCI whiteout for it).
+    const hits = lowers.get(name);
+    if (hits === undefined) return acc.found;
+    let present = -1; // a layer whose object of this name was taken: its own whiteout does not count
+    for (const code of typeof hits === 'number' ? [hits] : hits) {
+      const li = code >> 2;
+      const kind = code & 3;
+      if (kind === K_WHITEOUT) {
+        if (li === present) continue;
+        break;
+      }
+      const layer = this.layers[li]!;
+      if (kind === K_DIR && acc.found) {
+        // A directory merging below the one found: nothing of it but its opaque mark matters.
+        present = li;
+        acc.found.dirLayers.push(li);
+        if (this.wf.isOpaqueDir(layer.path(path), true)) break;
+        continue;
+      }
+      const st = lstatOrNull(layer.path(path));
+      if (!st) continue; // gone since the listing was read
+      present = li;
+      if (isWhiteoutStat(st) || this.wf.isXwhiteout(layer.path(path), st)) break;
+      if (this.take(acc, layer, path, st)) break;
+    }
+    return acc.found;
+  }
+
+  /** The lookup without an index (a lower directory that could not be listed): lstat per layer. */
+  private childLayerByLayer(parent: Entry, name: string, path: string): Entry | null {
+    const acc: { found: Entry | null } = { found: null };
     for (const li of parent.dirLayers) {
-      const layer = this.layers[li];
+      const layer = this.layers[li]!;
       const st = lstatOrNull(layer.path(path));
       if (!st) {
         if (!layer.isUpper && hasOciWhiteout(layer.path(parent.path), name)) break;
@@ -101,17 +154,27 @@ export class Resolver {
       }
       if (isWhiteoutStat(st)) break;
       if (!layer.isUpper && this.wf.isXwhiteout(layer.path(path), st)) break;
-      const type = typeOf(st);
-      if (!found) {
-        found = { path, layer: li, type, dirLayers: [] };
-        if (type !== 'dir') break;
-      } else if (type !== 'dir') {
-        break; // a non-directory below a directory is hidden, and ends the merge
-      }
-      found.dirLayers.push(li);
-      if (this.wf.isOpaqueDir(layer.path(path), !layer.isUpper)) break;
+      if (this.take(acc, layer, path, st)) break;
     }
-    return found;
+    return acc.found;
+  }
+
+  /**
+   * One layer's object for the path (not a whiteout), in lookup order: the first one found
+   * serves the path; directories below a directory merge into it. True: the search ends here
+   * (a non-directory, a non-directory below a directory, or an opaque directory).
+   */
+  private take(acc: { found: Entry | null }, layer: Layer, path: string, st: BigIntStats): boolean {
+    const type = typeOf(st);
+    if (!acc.found) {
+      acc.found = { path, layer: layer.index, type, dirLayers: [] };
+      this.fresh = { path, st };
+      if (type !== 'dir') return true;
+    } else if (type !== 'dir') {
+      return true; // a non-directory below a directory is hidden, and ends the merge
+    }
+    acc.found.dirLayers.push(layer.index);
+    return this.wf.isOpaqueDir(layer.path(path), !layer.isUpper);
   }
 
   /**
@@ -122,8 +185,21 @@ export class Resolver {
     const parent = this.find(parentPath);
     if (!parent || parent.type !== 'dir') return false;
     const path = joinPath(parentPath, name);
+    const lowers = this.index.names(parent);
+    if (lowers) {
+      const hits = lowers.get(name);
+      if (hits === undefined) return false;
+      for (const code of typeof hits === 'number' ? [hits] : hits) {
+        if ((code & 3) === K_WHITEOUT) return false;
+        const layer = this.layers[code >> 2]!;
+        const st = lstatOrNull(layer.path(path));
+        if (!st) continue; // gone since the listing was read
+        return !isWhiteoutStat(st) && !this.wf.isXwhiteout(layer.path(path), st);
+      }
+      return false;
+    }
     for (const li of parent.dirLayers) {
-      const layer = this.layers[li];
+      const layer = this.layers[li]!;
       if (layer.isUpper) continue;
       const st = lstatOrNull(layer.path(path));
       if (!st) {

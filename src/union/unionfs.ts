@@ -142,12 +142,14 @@ export class UnionFs {
   }
 
   getattr(path: string): Attr {
-    const e = this.resolver.get(checkPath(path));
-    return this.attrOf(e);
+    const [e, st] = this.resolver.findFresh(checkPath(path));
+    if (!e) throw fsErr('ENOENT');
+    return this.attrOf(e, st);
   }
 
-  private attrOf(e: Entry): Attr {
-    const st = lstatSync(this.layers[e.layer].path(e.path), { bigint: true });
+  /** Attributes of an entry; `fresh`: the entry's lstat, when the lookup has just read it. */
+  private attrOf(e: Entry, fresh: BigIntStats | null = null): Attr {
+    const st = fresh ?? lstatSync(this.layers[e.layer].path(e.path), { bigint: true });
     const a = toAttr(st, this.inodes.ino(e.layer, st));
     // As the kernel does: a merged directory reports one link (tools then don't assume
     // that nlink-2 counts its subdirectories).

@@ -1,6 +1,6 @@
 import { constants as fsc, type BigIntStats, type Stats } from 'node:fs';
 import * as sys from './bytes.ts';
-import { lstatSync } from './bytes.ts';
+import { lstatOrNull } from './bytes.ts';
 import { isCode } from './errors.ts';
 
 /**
@@ -39,15 +39,7 @@ export class WhiteoutFormat {
       if (!isCode(e, 'ENOTSUP', 'EOPNOTSUPP')) throw e;
     }
     if (v !== null && v.length === 1 && v[0] === 0x79 /* y */) return true;
-    if (allowOci) {
-      try {
-        lstatSync(absDir + '/' + OCI_OPAQUE);
-        return true;
-      } catch (e) {
-        if (!isCode(e, 'ENOENT', 'ENOTDIR')) throw e;
-      }
-    }
-    return false;
+    return allowOci && lstatOrNull(absDir + '/' + OCI_OPAQUE) !== null;
   }
 
   setOpaque(absDir: string): void {
@@ -92,13 +84,7 @@ export function isOciName(name: string): boolean {
 
 /** Is there an OCI whiteout for `name` in the real directory absDir? */
 export function hasOciWhiteout(absDir: string, name: string): boolean {
-  try {
-    lstatSync(absDir + '/' + OCI_PREFIX + name);
-    return true;
-  } catch (e) {
-    if (isCode(e, 'ENOENT', 'ENOTDIR', 'ENAMETOOLONG')) return false;
-    throw e;
-  }
+  return lstatOrNull(absDir + '/' + OCI_PREFIX + name) !== null;
 }
 
 /** Create a kernel-format whiteout (char device 0/0) at absPath. */

@@ -372,3 +372,63 @@ test('a lower on a filesystem without xattr support (ramfs) merges normally', as
   await u.mkdir('/d', 0o755);
   t.deepEqual(names(u, '/d'), []);
 });
+
+// ------------------------------------------------------------------ the lower directory index
+
+test('index: a name in the bottom of 128 layers, whiteouts and opaque dirs in between, all as without it', (t) => {
+  const e = env(t, 128);
+  const L = e.lowers;
+  dir(L[0]!, 'd');
+  for (let i = 0; i < 128; i++) file(L[i]!, `d/x${i}`, String(i));
+  file(L[127]!, 'd/bottom', 'b');
+  file(L[127]!, 'd/hidden-oci', 'h');
+  ociWhiteout(L[60]!, 'd/hidden-oci');
+  file(L[127]!, 'd/hidden-kernel', 'h');
+  whiteout(L[90]!, 'd/hidden-kernel');
+  // a name beside its own OCI whiteout in one layer: the name wins in that layer, hides below
+  file(L[10]!, 'd/both', 'top');
+  ociWhiteout(L[10]!, 'd/both');
+  file(L[20]!, 'd/both', 'below');
+  // a directory merged through layers 5..127, made opaque in 40
+  for (let i = 5; i < 128; i++) file(L[i]!, `d/sub/f${i}`, '');
+  ociOpaque(L[40]!, 'd/sub');
+  const u = e.union();
+  t.is(u.lookup('/d/bottom')?.layer, 128);
+  t.is(u.lookup('/d/x77')?.layer, 78);
+  t.is(u.lookup('/d/hidden-oci'), null);
+  t.is(u.lookup('/d/hidden-kernel'), null);
+  t.is(u.lookup('/d/both')?.layer, 11);
+  t.is(u.lookup('/d/nothing'), null);
+  const sub = u.lookup('/d/sub');
+  t.deepEqual(sub?.dirLayers, Array.from({ length: 36 }, (_, i) => i + 6));
+  t.is(u.lookup('/d/sub/f41'), null);
+  t.is(u.lookup('/d/sub/f40')?.layer, 41);
+  t.deepEqual(names(u, '/d/sub'), Array.from({ length: 36 }, (_, i) => `f${i + 5}`).sort());
+});
+
+test('index: the upper is never indexed, so names created, removed and re-created through the union are seen at once', async (t) => {
+  const e = env(t, 2);
+  file(e.lowers[1]!, 'd/a', 'lower');
+  const u = e.union();
+  t.is(u.lookup('/d/a')?.layer, 2); // the lower listing of /d is indexed now
+  t.is(u.lookup('/d/new'), null);
+  await u.unlink('/d/a');
+  t.is(u.lookup('/d/a'), null);
+  const fh = await u.create('/d/a', 0o644, O_RDONLY);
+  await u.release(fh);
+  t.is(u.lookup('/d/a')?.layer, 0);
+});
+
+test('index: a lower name removed underneath a live union is skipped, not served stale', (t) => {
+  const e = env(t, 2);
+  file(e.lowers[0]!, 'd/f', 'top');
+  file(e.lowers[1]!, 'd/f', 'bottom');
+  file(e.lowers[1]!, 'd/g', 'g');
+  const u = e.union();
+  t.is(u.lookup('/d/g')?.layer, 2); // indexes /d
+  fs.rmSync(path.join(e.lowers[0]!, 'd/f'));
+  t.is(u.lookup('/d/f')?.layer, 2);
+  fs.rmSync(path.join(e.lowers[1]!, 'd/f'));
+  u.resolver.invalidate('/d/f');
+  t.is(u.lookup('/d/f'), null);
+});
