@@ -23,7 +23,7 @@ const USAGE = `usage:
   layerfs diff UPPER [--from IMAGE | --lower A:B:C]       changes as A/C/D lines (like docker diff)
   layerfs commit UPPER [--name NEW] [--from IMAGE]        the upper as a new image layer
   layerfs --version | --help
-Layers: A is the top-most lower. Without upperdir/workdir the mount is read-only.
+Layers: A is the top-most lower (explain and trace call it lower1). Without upperdir/workdir the mount is read-only.
 Images are stored in $LAYERFS_STORE (default /var/lib/layerfs); see layerfs image --help.`;
 
 function version(): string {

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { run } from './helpers/exec.ts';
 import { isMounted, layerfsBin, makeTmp, mountFor, removeTmp, unmount } from './helpers/mounts.ts';
 import { stateFile } from '../src/state.ts';
+import { ConfigError, parseMountArgs } from '../src/config.ts';
 
 async function layerfs(args: string[], cwd?: string) {
   const r = await run(layerfsBin, args, { viaFiles: true, timeoutMs: 60_000, cwd });
@@ -376,6 +377,16 @@ test('trace: refused when the trace file would be inside the mount or a layer', 
     t.regex(r.stderr, /^layerfs: trace file '.*' is inside (the )?(mountpoint|lowerdir)/);
     t.false(isMounted(path.join(dir, 'mnt')));
   }
+});
+
+test('trace: --trace FILE, --trace=FILE and -o trace=FILE parse to the same request', (t) => {
+  const base = ['-o', 'lowerdir=/a', '/m'];
+  t.is(parseMountArgs(['--trace', 'x.jsonl', ...base]).trace, 'x.jsonl');
+  t.is(parseMountArgs(['--trace=x.jsonl', ...base]).trace, 'x.jsonl');
+  t.is(parseMountArgs(['-o', 'lowerdir=/a,trace=x.jsonl', '/m']).trace, 'x.jsonl');
+  t.is(parseMountArgs(base).trace, undefined);
+  t.throws(() => parseMountArgs(['-o', 'lowerdir=/a,trace=', '/m']), { instanceOf: ConfigError, message: 'layerfs: trace= is empty' });
+  t.throws(() => parseMountArgs([...base, '--trace']), { instanceOf: ConfigError });
 });
 
 /** `layerfs trace [--json] MNT` as a child; its stdout lines as they come. */
