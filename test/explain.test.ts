@@ -273,6 +273,24 @@ test('explain: not a layerfs mount, nothing mounted, bad arguments', async (t) =
   t.is(bad.code, 2);
 });
 
+test('explain: a userxattr mount (user.overlay.opaque) and a read-only mount', async (t) => {
+  const dir = makeTmp(t, 'layerfs-explain-');
+  const d = (p: string) => path.join(dir, p);
+  for (const p of ['l1/d', 'upper', 'work', 'mnt', 'ro']) fs.mkdirSync(d(p), { recursive: true });
+  fs.writeFileSync(d('l1/d/f'), 'f\n');
+  await mountFor(t, 'layerfs', { lowers: [d('l1')], upper: d('upper'), work: d('work'), mnt: d('mnt'), options: ['userxattr'] });
+  fs.rmSync(d('mnt/d'), { recursive: true });
+  fs.mkdirSync(d('mnt/d'));
+  const r = await explain(d('mnt'), '/d/f', true);
+  t.is(r.code, 1, r.stdout + r.stderr);
+  t.like(r.json!, { missing: { why: 'opaque', layer: 'upper', path: '/d' } });
+  await mountFor(t, 'layerfs', { lowers: [d('l1')], mnt: d('ro') });
+  const ro = await explain(d('ro'), '/d/f', true);
+  t.is(ro.code, 0, ro.stderr);
+  t.like(ro.json!, { layer: 'lower1', copiedUp: false });
+  t.deepEqual(ro.json!.layers.map((l) => l.name), ['lower1']);
+});
+
 // ------------------------------------------------------------------------------ trace
 
 interface TraceEnv {
