@@ -20,6 +20,7 @@
 
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { toText } from './union/bytes.ts';
 import { layerName, type CoreEvent } from './union/events.ts';
 import type { Layer } from './union/layer.ts';
@@ -87,6 +88,8 @@ export function formatRecord(r: TraceRecord): string {
 const CLIENT_QUEUE_LIMIT = 4 << 20;
 
 export interface TraceService {
+  /** The socket's path, or undefined when it could not be created (then only the file traces). */
+  socket?: string;
   close(): void;
 }
 
@@ -97,7 +100,7 @@ export interface TraceService {
  */
 export async function startTraceService(
   ufs: UnionFs,
-  opts: { mountpoint: string; file?: string; socketPath: string },
+  opts: { mountpoint: string; file?: string; socketPath: string; onSocketError?: (e: Error) => void },
 ): Promise<TraceService> {
   const fd = opts.file ? fs.openSync(opts.file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600) : undefined;
   const clients = new Map<net.Socket, { dropped: number }>();
@@ -142,26 +145,37 @@ export async function startTraceService(
     sock.write(hello);
     update();
   });
-  fs.rmSync(opts.socketPath, { force: true });
-  const mask = process.umask(0o177); // the socket is created 0600
+  let socket: string | undefined = opts.socketPath;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.socketPath, () => resolve());
-    });
-  } finally {
-    process.umask(mask);
+    fs.mkdirSync(path.dirname(opts.socketPath), { recursive: true, mode: 0o700 });
+    fs.rmSync(opts.socketPath, { force: true });
+    const mask = process.umask(0o177); // the socket is created 0600
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.socketPath, () => resolve());
+      });
+    } finally {
+      process.umask(mask);
+    }
+    server.unref();
+  } catch (e) {
+    // Live tracing is a diagnostic: without it the mount still serves (and the file traces).
+    opts.onSocketError?.(e as Error);
+    socket = undefined;
   }
-  server.unref();
   let closed = false;
   return {
+    socket,
     close() {
       if (closed) return;
       closed = true;
       ufs.setTrace(undefined);
       for (const s of clients.keys()) s.destroy();
-      server.close();
-      fs.rmSync(opts.socketPath, { force: true });
+      if (socket) {
+        server.close();
+        fs.rmSync(socket, { force: true });
+      }
       if (fd !== undefined) fs.closeSync(fd);
     },
   };
@@ -221,7 +235,7 @@ export async function cmdTrace(argv: string[]): Promise<number> {
   }
   const { mountState } = await import('./explain.ts');
   const { mnt, state } = mountState('trace', arg);
-  if (!state.socket || !fs.existsSync(state.socket)) fail(`layerfs trace: the daemon of '${mnt}' has no trace socket (remount with this version of layerfs)`, 3);
+  if (!state.socket || !fs.existsSync(state.socket)) fail(`layerfs trace: the daemon of '${mnt}' has no trace socket (its daemon could not create one, or predates layerfs trace)`, 3);
   const sock = net.createConnection(state.socket!);
   await new Promise<void>((resolve, reject) => {
     sock.once('connect', () => resolve());

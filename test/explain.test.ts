@@ -471,6 +471,20 @@ test('trace: a client that leaves (Ctrl-C) does not disturb the next; cached loo
   t.false(c2.lines().some((x) => x.includes('/lowfile')));
 });
 
+test('trace: a daemon that cannot create its socket still mounts, and trace says why it cannot connect', async (t) => {
+  const dir = makeTmp(t, 'layerfs-trace-');
+  for (const p of ['l1', 'mnt']) fs.mkdirSync(path.join(dir, p));
+  const mnt = path.join(dir, 'mnt');
+  const sock = stateFile(mnt).socket;
+  fs.mkdirSync(path.dirname(sock), { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.join(sock, 'in-the-way'), { recursive: true }); // a non-empty directory where the socket goes
+  t.teardown(() => fs.rmSync(sock, { recursive: true, force: true }));
+  await mountFor(t, 'layerfs', { lowers: [path.join(dir, 'l1')], mnt });
+  const r = await layerfs(['trace', mnt]);
+  t.is(r.code, 3);
+  t.is(r.stderr, `layerfs trace: the daemon of '${mnt}' has no trace socket (its daemon could not create one, or predates layerfs trace)\n`);
+});
+
 test('trace: not a layerfs mount', async (t) => {
   const dir = makeTmp(t);
   const r = await layerfs(['trace', dir]);

@@ -47,9 +47,13 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     debug: cfg.debug,
   };
   const sf = stateFile(cfg.mountpoint);
-  mkdirSync(sf.dir, { recursive: true, mode: 0o700 });
   // The trace file and the socket of `layerfs trace`; events flow only while someone listens.
-  const tracer = await startTraceService(fs, { mountpoint: cfg.mountpoint, file: cfg.trace, socketPath: sf.socket });
+  const tracer = await startTraceService(fs, {
+    mountpoint: cfg.mountpoint,
+    file: cfg.trace,
+    socketPath: sf.socket,
+    onSocketError: (e) => log(`no live trace (cannot listen on ${sf.socket}): ${e.message}`),
+  });
   let served: Served;
   try {
     served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
@@ -66,10 +70,11 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     workdir: cfg.workdir,
     userxattr: cfg.userxattr,
     ...(cfg.trace ? { trace: cfg.trace } : {}),
-    socket: sf.socket,
+    ...(tracer.socket ? { socket: tracer.socket } : {}),
     started: new Date().toISOString(),
   };
   try {
+    mkdirSync(sf.dir, { recursive: true, mode: 0o700 });
     writeFileSync(sf.file, JSON.stringify(state) + '\n');
   } catch (e) {
     log(`cannot write state file ${sf.file}: ${e}`);
