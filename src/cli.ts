@@ -6,10 +6,16 @@ import { setLogTarget } from './log.ts';
 import { mountBackground, unmount, UserError } from './mount.ts';
 
 const USAGE = `usage:
-  layerfs mount [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTIONS] MOUNTPOINT
+  layerfs mount [-f] [-d] [--trace FILE] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTIONS] MOUNTPOINT
   layerfs -o OPTIONS MOUNTPOINT            (fuse-overlayfs / podman form)
   layerfs SOURCE MOUNTPOINT -o OPTIONS     (mount -t fuse.layerfs form)
   layerfs umount [-l] MOUNTPOINT
+  layerfs explain [--json] MOUNTPOINT PATH               which layer serves PATH, what it shadows,
+                                                         what hides it (exit 0 found, 1 missing,
+                                                         2 bad arguments, 3 not a layerfs mount)
+  layerfs trace [--json] MOUNTPOINT                      the union's decisions as they happen
+                                                         (lookups, copy-ups, whiteouts, opaque dirs)
+  layerfs trace [--json] FILE                            a trace written by --trace FILE / -o trace=FILE
   layerfs run [OPTIONS] --lower A:B:C [--upper U --work W] -- CMD [ARGS...]   (see run --help)
   layerfs run [OPTIONS] IMAGE [--] [CMD [ARGS...]]       an image of the store (defaults from its config)
   layerfs image import oci:DIR[:TAG] | docker-archive:FILE [--name NAME]
@@ -17,7 +23,7 @@ const USAGE = `usage:
   layerfs diff UPPER [--from IMAGE | --lower A:B:C]       changes as A/C/D lines (like docker diff)
   layerfs commit UPPER [--name NEW] [--from IMAGE]        the upper as a new image layer
   layerfs --version | --help
-Layers: A is the top-most lower. Without upperdir/workdir the mount is read-only.
+Layers: A is the top-most lower (explain and trace call it lower1). Without upperdir/workdir the mount is read-only.
 Images are stored in $LAYERFS_STORE (default /var/lib/layerfs); see layerfs image --help.`;
 
 function version(): string {
@@ -90,6 +96,11 @@ async function main(argv: string[]): Promise<number> {
       return cmdServe();
     case 'run':
       return (await import('./launcher/run.ts')).cmdRun(rest);
+    case 'explain':
+    case 'trace':
+      // As with image/diff/commit: mount.fuse3's form with such a SOURCE stays a mount.
+      if (rest.some((a) => /(^|,)lowerdir=/.test(a))) return cmdMount(argv);
+      return cmd === 'explain' ? (await import('./explain.ts')).cmdExplain(rest) : (await import('./trace.ts')).cmdTrace(rest);
     case 'image':
     case 'images':
     case 'diff':

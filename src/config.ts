@@ -71,6 +71,8 @@ export interface MountRequest {
   /** uidmapping= / gidmapping= value, format-checked but otherwise unparsed. */
   uidmapping?: string;
   gidmapping?: string;
+  /** trace=FILE (or --trace FILE): append the union's decisions to FILE as JSON lines. */
+  trace?: string;
 }
 
 export const BACKENDS = ['lowlevel', 'fuse-native'] as const;
@@ -269,7 +271,7 @@ const FEATURE_OFF_ONLY: ReadonlyMap<string, { accepted: string[]; unsupported: s
 /** Options that take a value and affect the request (besides the tables above). */
 const EFFECTIVE_VALUED: ReadonlySet<string> = new Set([
   'lowerdir', 'upperdir', 'workdir', 'redirect_dir', 'fsname', 'timeout',
-  'uidmapping', 'gidmapping', 'backend',
+  'uidmapping', 'gidmapping', 'backend', 'trace',
 ]);
 
 /** Options without a value that affect the request. */
@@ -391,6 +393,12 @@ function applyOption(st: ParseState, item: string): void {
       const v = unescape(requireValue(name, raw));
       checkValue(name, v, SECONDS);
       req.timeoutSeconds = Number(v);
+      return;
+    }
+    case 'trace': {
+      const v = unescape(requireValue(name, raw));
+      if (v === '') throw new ConfigError('layerfs: trace= is empty');
+      req.trace = v;
       return;
     }
     case 'backend': {
@@ -517,6 +525,15 @@ export function parseMountArgs(argv: string[]): MountRequest {
         if (i + 1 >= argv.length) throw new ConfigError("layerfs: option '-o' requires an argument");
         optionStrings.push(argv[++i]);
         continue;
+      case '--trace':
+        if (i + 1 >= argv.length || argv[i + 1] === '') throw new ConfigError("layerfs: option '--trace' requires a FILE");
+        req.trace = argv[++i];
+        continue;
+    }
+    if (arg.startsWith('--trace=')) {
+      req.trace = arg.slice('--trace='.length);
+      if (req.trace === '') throw new ConfigError("layerfs: option '--trace' requires a FILE");
+      continue;
     }
     if (arg.startsWith('-o')) {
       optionStrings.push(arg.slice(2));
@@ -713,8 +730,31 @@ export async function validateMountConfig(
     if (isInside(d.real, mp.real)) throw new ConfigError(`layerfs: ${describe(d)} is inside ${describe(mp)}`);
   }
 
+  // The trace file: its directory must exist, and it may not be in the mount (the daemon would
+  // write into its own mount) nor in a layer (layers change only through the mount).
+  let trace: string | undefined;
+  if (req.trace !== undefined) {
+    const abs = path.resolve(cwd, req.trace);
+    let dirReal: string;
+    try {
+      dirReal = await fsp.realpath(path.dirname(abs));
+    } catch {
+      throw new ConfigError(`layerfs: the directory of trace file ${q(req.trace)} does not exist`);
+    }
+    trace = path.join(dirReal, path.basename(abs));
+    try {
+      if (!(await fsp.lstat(trace)).isFile()) throw new ConfigError(`layerfs: trace file ${q(req.trace)} is not a regular file`);
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+    }
+    for (const d of [...dirs, mp]) {
+      if (trace === d.real || isInside(trace, d.real)) throw new ConfigError(`layerfs: trace file ${q(req.trace)} is inside ${describe(d)}`);
+    }
+  }
+
   const config: MountConfig = {
     ...req,
+    ...(trace ? { trace } : {}),
     lowerdirs: lowers.map((l) => l.real),
     mountpoint: mp.real,
     readonly,

@@ -121,4 +121,5 @@ export async function unmount(mountpoint: string, opts: { lazy?: boolean } = {})
     while (processAlive(st.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   }
   rmSync(stateFile(mnt).file, { force: true });
+  rmSync(stateFile(mnt).socket, { force: true }); // a killed daemon leaves it
 }

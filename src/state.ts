@@ -8,6 +8,12 @@ export interface MountState {
   lowerdirs: string[];
   upperdir?: string;
   workdir?: string;
+  /** -o userxattr: opaque markers are user.overlay.* (for `layerfs explain`). */
+  userxattr?: boolean;
+  /** -o trace=FILE, when given. */
+  trace?: string;
+  /** The unix socket `layerfs trace` connects to (absent for daemons before it existed). */
+  socket?: string;
   started: string;
 }
 
@@ -16,10 +22,11 @@ export function stateDir(): string {
   return `${process.env.XDG_RUNTIME_DIR || `/tmp/layerfs-${process.getuid?.() ?? 'user'}`}/layerfs`;
 }
 
-export function stateFile(mountpoint: string): { dir: string; file: string } {
+/** The daemon's state file, and its trace socket (`layerfs trace`) beside it. */
+export function stateFile(mountpoint: string): { dir: string; file: string; socket: string } {
   const dir = stateDir();
   const id = createHash('sha256').update(mountpoint).digest('hex').slice(0, 16);
-  return { dir, file: `${dir}/${id}.json` };
+  return { dir, file: `${dir}/${id}.json`, socket: `${dir}/${id}.sock` };
 }
 
 export function readState(mountpoint: string): MountState | null {

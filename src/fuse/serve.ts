@@ -5,6 +5,7 @@ import { mountAt } from '../mountinfo.ts';
 import * as sys from '../sys/index.ts';
 import { UnionFs } from '../union/unionfs.ts';
 import { stateFile, type MountState } from '../state.ts';
+import { startTraceService } from '../trace.ts';
 
 /** fuse-native only: how often the daemon checks that its mount still exists. */
 const WATCH_MS = 500;
@@ -53,7 +54,21 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     extra,
     debug: cfg.debug,
   };
-  const served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
+  const sf = stateFile(cfg.mountpoint);
+  // The trace file and the socket of `layerfs trace`; events flow only while someone listens.
+  const tracer = await startTraceService(fs, {
+    mountpoint: cfg.mountpoint,
+    file: cfg.trace,
+    socketPath: sf.socket,
+    onSocketError: (e) => log(`no live trace (cannot listen on ${sf.socket}): ${e.message}`),
+  });
+  let served: Served;
+  try {
+    served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
+  } catch (e) {
+    tracer.close();
+    throw e;
+  }
 
   const state: MountState = {
     pid: process.pid,
@@ -61,9 +76,11 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     lowerdirs: cfg.lowerdirs,
     upperdir: cfg.upperdir,
     workdir: cfg.workdir,
+    userxattr: cfg.userxattr,
+    ...(cfg.trace ? { trace: cfg.trace } : {}),
+    ...(tracer.socket ? { socket: tracer.socket } : {}),
     started: new Date().toISOString(),
   };
-  const sf = stateFile(cfg.mountpoint);
   try {
     mkdirSync(sf.dir, { recursive: true, mode: 0o700 });
     writeFileSync(sf.file, JSON.stringify(state) + '\n');
@@ -84,6 +101,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
       log(`unmount on exit failed: ${e}`);
     }
     try {
+      tracer.close();
       rmSync(sf.file, { force: true });
     } catch {
       // best effort

@@ -5,6 +5,7 @@ import { LRUCache } from 'lru-cache';
 import { fsErr } from './errors.ts';
 import { Layer, baseName, joinPath, parentOf } from './layer.ts';
 import { WhiteoutFormat, hasOciWhiteout, isOciName, isWhiteoutStat } from './whiteout.ts';
+import type { TraceSink } from './events.ts';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
 
@@ -40,6 +41,8 @@ export class Resolver {
   readonly index: DirIndex;
   /** The attributes child() read for the object it found (see findFresh). */
   private fresh: { path: string; st: BigIntStats } | null = null;
+  /** Set while someone traces the union (./events.ts): told of every uncached resolution. */
+  trace?: TraceSink;
 
   constructor(
     readonly layers: Layer[],
@@ -73,6 +76,7 @@ export class Resolver {
     if (!parent) return null;
     if (parent.type !== 'dir') throw fsErr('ENOTDIR');
     const e = this.child(parent, baseName(path));
+    if (this.trace) this.trace({ ev: 'lookup', path, entry: e });
     this.cache.set(path, e ?? false);
     return e;
   }

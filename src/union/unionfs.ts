@@ -15,6 +15,7 @@ import { Layer, baseName, checkPath, isWithin, joinPath, parentOf } from './laye
 import { Resolver, type Entry } from './lookup.ts';
 import { mergedReaddir, type DirItem } from './readdir.ts';
 import { WhiteoutFormat, isOciName, isWhiteoutStat, makeWhiteout } from './whiteout.ts';
+import type { TraceSink } from './events.ts';
 
 const pread = promisify(readCb);
 const pwrite = promisify(writeCb);
@@ -95,6 +96,8 @@ export class UnionFs {
   private readonly files = new Map<number, OpenFile>();
   private nextFh = 1;
   readonly workTmp?: string;
+  /** Set while someone traces the union (setTrace, ./events.ts); every hook checks it first. */
+  private trace?: TraceSink;
 
   constructor(opts: UnionOptions) {
     if (opts.lowerdirs.length === 0) throw new Error('at least one lower layer is needed');
@@ -125,6 +128,16 @@ export class UnionFs {
     if (!this.workTmp) return;
     rmSync(this.workTmp, { recursive: true, force: true });
     mkdirSync(this.workTmp, 0o700);
+  }
+
+  /**
+   * Start (a function) or stop (undefined) reporting the union's decisions: lookups, copy-ups,
+   * whiteouts, opaque directories, EXDEV renames (./events.ts). Costs nothing while stopped.
+   */
+  setTrace(sink: TraceSink | undefined): void {
+    this.trace = sink;
+    this.resolver.trace = sink;
+    if (this.copyup) this.copyup.onCopyUp = sink && ((c) => sink({ ev: 'copyup', ...c }));
   }
 
   // ---------------------------------------------------------------- reading
@@ -475,7 +488,7 @@ export class UnionFs {
     }
     // EXDEV before ENOTEMPTY, in the kernel's order: a lower/merged dir is refused whatever
     // stands at the destination (the type checks above are the VFS's, which come first).
-    if (se.type === 'dir' && this.resolver.isMergedOrLower(se)) throw fsErr('EXDEV');
+    if (se.type === 'dir' && this.resolver.isMergedOrLower(se)) throw this.exdev(src, dst);
     if (de && de.type === 'dir' && mergedReaddir(this.layers, de, this.wf).length > 0) throw fsErr('ENOTEMPTY');
     const up = this.upper!;
     const ready = await this.copyUp(src);
@@ -485,7 +498,10 @@ export class UnionFs {
     const srcNeedsWhiteout = this.resolver.lowerHas(parentOf(src), baseName(src));
     if (ready.type === 'dir') {
       const dstParentMerged = this.resolver.isMergedOrLower(this.resolver.get(parentOf(dst)));
-      if (dstParentMerged && !this.wf.isOpaqueDir(srcAbs, false)) this.wf.setOpaque(srcAbs);
+      if (dstParentMerged && !this.wf.isOpaqueDir(srcAbs, false)) {
+        this.wf.setOpaque(srcAbs);
+        if (this.trace) this.trace({ ev: 'opaque', path: dst, op: 'rename' });
+      }
     }
     // An (only apparently empty) directory holding whiteouts at the destination is swapped
     // for an empty opaque one first; that changes nothing the union shows.
@@ -509,6 +525,7 @@ export class UnionFs {
     } else {
       b.renameat2(srcAbs, dstAbs, 0);
     }
+    if (this.trace) this.traceRename(src, dst, !!dst0 && isWhiteoutStat(dst0), srcNeedsWhiteout);
     this.resolver.invalidateTree(src);
     this.resolver.invalidateTree(dst);
     this.detachHandles(dst); // whatever was at dst is gone
@@ -527,8 +544,8 @@ export class UnionFs {
     const de = this.resolver.get(dst);
     if (src === dst) return;
     if ((se.type === 'dir' && isWithin(dst, src)) || (de.type === 'dir' && isWithin(src, dst))) throw fsErr('EINVAL');
-    if (se.type === 'dir' && this.resolver.isMergedOrLower(se)) throw fsErr('EXDEV');
-    if (de.type === 'dir' && this.resolver.isMergedOrLower(de)) throw fsErr('EXDEV');
+    if (se.type === 'dir' && this.resolver.isMergedOrLower(se)) throw this.exdev(src, dst);
+    if (de.type === 'dir' && this.resolver.isMergedOrLower(de)) throw this.exdev(dst, src);
     const up = this.upper!;
     const sUp = await this.copyUp(src);
     const dUp = await this.copyUp(dst);
@@ -591,6 +608,7 @@ export class UnionFs {
       } finally {
         rmSync(tmp, { recursive: true, force: true });
       }
+      if (this.trace) this.traceCreate(path, isDir);
     }
     this.resolver.invalidate(path);
     return abs;
@@ -640,7 +658,26 @@ export class UnionFs {
       b.renameat2(tmp, abs, sys.RENAME_NOREPLACE);
     }
     this.resolver.invalidateTree(e.path);
+    if (this.trace && needWhiteout) this.trace({ ev: 'whiteout', path: e.path, op: e.type === 'dir' ? 'rmdir' : 'unlink' });
     this.detachHandles(e.path);
+  }
+
+  // ---------------------------------------------------------------- trace events (only called while tracing)
+
+  private exdev(path: string, to: string): Error {
+    if (this.trace) this.trace({ ev: 'exdev', path, to });
+    return fsErr('EXDEV');
+  }
+
+  /** A new object took the place of a whiteout in the upper (createIn). */
+  private traceCreate(path: string, isDir: boolean): void {
+    this.trace?.({ ev: 'whiteout-removed', path, op: isDir ? 'mkdir' : 'create' });
+    if (isDir) this.trace?.({ ev: 'opaque', path, op: 'mkdir' });
+  }
+
+  private traceRename(src: string, dst: string, dstWasWhiteout: boolean, srcWhiteout: boolean): void {
+    if (dstWasWhiteout) this.trace?.({ ev: 'whiteout-removed', path: dst, op: 'rename' });
+    if (srcWhiteout) this.trace?.({ ev: 'whiteout', path: src, op: 'rename' });
   }
 
   private moveToWorkAndRemove(abs: string): void {

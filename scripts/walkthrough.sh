@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The walk-through of README's "How a union filesystem works", as it runs: two layers, one
+# mount, then merge, shadowing, copy-up, whiteout, opaque directory and commit, each explained
+# by `layerfs explain` and `layerfs trace`. Run as root. It works in a fresh temp dir that it
+# shows as /tmp/walk (so the output is the same on every run), and removes it at the end.
+#
+# Each `==> NAME` line starts one of README's console blocks; test/walkthrough.test.ts checks
+# that the README shows exactly what this prints (up to durations and digests).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+W=$(mktemp -d /tmp/layerfs-walk.XXXXXX)
+cleanup() {
+  cd /
+  if mountpoint -q "$W/mnt"; then "$repo/bin/layerfs" umount "$W/mnt" || umount -l "$W/mnt" || true; fi
+  rm -rf "$W"
+}
+trap cleanup EXIT
+cd "$W"
+layerfs() { "$repo/bin/layerfs" "$@"; }
+export LAYERFS_STORE=$W/store
+export LC_ALL=C
+
+# Print a command as typed at a root prompt, then run it; the temp dir is shown as /tmp/walk.
+run() {
+  printf '# %s\n' "$1"
+  (set +e; eval "$1") 2>&1 | sed "s|$W|/tmp/walk|g"
+}
+block() { printf '==> %s\n' "$1"; }
+
+block layers
+run "mkdir base app upper work mnt"
+run "mkdir -p base/etc base/var/log app/etc app/srv"
+run "echo 'motd from base' > base/etc/motd; echo '127.0.0.1 localhost' > base/etc/hosts"
+run "echo 'old entries' > base/var/log/old.log"
+run "echo 'motd from app' > app/etc/motd; echo 'port=80' > app/etc/app.conf; echo '<h1>hi</h1>' > app/srv/index.html"
+run "layerfs mount --trace trace.jsonl -o lowerdir=app:base,upperdir=upper,workdir=work mnt"
+
+block merge
+run "ls mnt mnt/etc"
+run "layerfs explain mnt /etc"
+
+block shadow
+run "cat mnt/etc/motd"
+run "layerfs explain mnt /etc/motd"
+
+block copyup
+run "echo '10.0.0.1 db' >> mnt/etc/hosts"
+run "ls upper upper/etc"
+run "layerfs explain mnt /etc/hosts"
+
+block whiteout
+run "rm mnt/etc/app.conf"
+run "stat -c '%n: %F %t,%T' upper/etc/app.conf"
+run "layerfs explain mnt /etc/app.conf; echo \"exit status \$?\""
+
+block opaque
+run "rm -r mnt/var/log && mkdir mnt/var/log && echo 'new entries' > mnt/var/log/new.log"
+run "getfattr -n trusted.overlay.opaque upper/var/log"
+run "layerfs explain mnt /var/log/old.log; echo \"exit status \$?\""
+
+block trace
+run "layerfs trace trace.jsonl | grep -v '^lookup'"
+run "layerfs trace trace.jsonl | grep '^lookup' | head -n 4"
+
+block commit
+run "layerfs umount mnt"
+run "layerfs diff upper --lower app:base"
+run "layerfs commit upper --name walk:1"
+run "(cd store/layers/*/root && ls -A etc var/log)"
