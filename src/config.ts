@@ -18,7 +18,7 @@
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { parseMountinfo } from './mountinfo.ts';
+import { parseMountinfo, withoutIdmap } from './mountinfo.ts';
 
 /** A user-facing configuration error; the message is one line starting with "layerfs: ". */
 export class ConfigError extends Error {
@@ -608,6 +608,28 @@ async function resolveDir(role: Resolved['role'], given: string, cwd: string): P
   return { role, given, real, stat };
 }
 
+/**
+ * With uidmapping=/gidmapping=, a lower on an idmapped mount is read through a plain mount of
+ * the same filesystem instead. podman 4.3–4.5 passes its lowers through idmapped mounts made
+ * for the kernel's overlay (which pins them) together with uidmapping= for the mount program,
+ * and detaches those mounts as soon as the program has returned: reading through them would
+ * shift the ids twice and, once detached, find nothing. The directory found must be the same
+ * one (device and inode), else the path is kept.
+ */
+async function bypassIdmap(r: Resolved, mountinfo: string): Promise<void> {
+  const plain = withoutIdmap(r.real, parseMountinfo(mountinfo));
+  if (plain === null) return;
+  try {
+    const st = await fsp.stat(plain);
+    if (st.dev === r.stat.dev && st.ino === r.stat.ino) {
+      r.real = plain;
+      r.stat = st;
+    }
+  } catch {
+    // keep the idmapped path
+  }
+}
+
 async function checkAccess(r: Resolved, writable: boolean): Promise<void> {
   const mode = fsConstants.R_OK | fsConstants.X_OK | (writable ? fsConstants.W_OK : 0);
   try {
@@ -652,11 +674,26 @@ export async function validateMountConfig(
   }
   const readonly = req.readonly || req.upperdir === undefined;
 
+  if ((req.uidmapping !== undefined || req.gidmapping !== undefined) && req.backend === 'fuse-native') {
+    throw new ConfigError('layerfs: uidmapping=/gidmapping= need backend=lowlevel (fuse-native does not pass the caller\'s ids)');
+  }
+  let mountinfo = opts?.mountinfo;
+  if (mountinfo === undefined) {
+    try {
+      mountinfo = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+    } catch {
+      mountinfo = undefined; // no /proc: the mount itself will report a clash
+    }
+  }
+
   // Layers.
   const lowers: Resolved[] = [];
   for (const l of req.lowerdirs) {
     const r = await resolveDir('lowerdir', l, cwd);
     await checkAccess(r, false);
+    if ((req.uidmapping !== undefined || req.gidmapping !== undefined) && mountinfo !== undefined) {
+      await bypassIdmap(r, mountinfo);
+    }
     lowers.push(r);
   }
   let upper: Resolved | undefined;
@@ -694,14 +731,6 @@ export async function validateMountConfig(
 
   // Mountpoint.
   const mp = await resolveDir('mountpoint', req.mountpoint, cwd);
-  let mountinfo = opts?.mountinfo;
-  if (mountinfo === undefined) {
-    try {
-      mountinfo = await fsp.readFile('/proc/self/mountinfo', 'utf8');
-    } catch {
-      mountinfo = undefined; // no /proc: the mount itself will report a clash
-    }
-  }
   if (mountinfo !== undefined && parseMountinfo(mountinfo).some((m) => m.mountpoint === mp.real)) {
     throw new ConfigError(`layerfs: ${q(req.mountpoint)} is already a mount point (unmount it first)`);
   }

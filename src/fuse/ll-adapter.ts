@@ -3,6 +3,7 @@ import { toErrno } from '../union/errors.ts';
 import type { Attr, Owner, TimeArg, UnionFs } from '../union/unionfs.ts';
 import type { DirItem } from '../union/readdir.ts';
 import { log } from '../log.ts';
+import type { IdMap } from './idmap.ts';
 import {
   EIO, LowLevelSession, SetAttr, direntSize,
   type Dirent, type Entry, type ExitInfo, type LowLevelOps, type Request, type SetattrArgs, type Stat,
@@ -44,6 +45,12 @@ export interface LowLevelMountOptions {
   keepCache?: boolean;
   /** Where handler mistakes and EIO causes are reported (default src/log.ts). */
   logger?: (msg: string) => void;
+  /**
+   * uidmapping=/gidmapping= (./idmap.ts): owners are shown shifted, and the caller's ids (new
+   * objects, chown) are shifted back before they reach the layers. Only at the edges, here:
+   * the union core sees disk ids only.
+   */
+  idmap?: IdMap;
 }
 
 export interface LowLevelMount {
@@ -337,11 +344,13 @@ export class LowLevelAdapter {
   private readonly t: number;
   private readonly keepCache: boolean;
   private readonly log: (msg: string) => void;
+  private readonly idmap?: IdMap;
 
   constructor(private readonly fs: UnionFs, private readonly o: LowLevelMountOptions) {
     this.t = o.cacheTimeout;
     this.keepCache = o.keepCache ?? true;
     this.log = o.logger ?? log;
+    this.idmap = o.idmap;
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -359,7 +368,8 @@ export class LowLevelAdapter {
   }
 
   private owner(r: Request): Owner {
-    return { uid: r.uid, gid: r.gid };
+    const m = this.idmap;
+    return m ? { uid: m.uidToDisk(r.uid), gid: m.gidToDisk(r.gid) } : { uid: r.uid, gid: r.gid };
   }
 
   private opened(n: Node, fh: number): void {
@@ -384,12 +394,12 @@ export class LowLevelAdapter {
 
   private entry(n: Node, attr: Attr): Entry {
     this.table.noteIno(n, attr.ino, multiName(attr));
-    return { nodeid: n.id, attr, entryTimeout: this.t, attrTimeout: this.t };
+    return { nodeid: n.id, attr: this.idmap ? this.idmap.shown(attr) : attr, entryTimeout: this.t, attrTimeout: this.t };
   }
 
   private replyAttr(r: Request, n: Node, attr: Attr): void {
     this.table.noteIno(n, attr.ino, multiName(attr));
-    r.attr(attr, this.t);
+    r.attr(this.idmap ? this.idmap.shown(attr) : attr, this.t);
   }
 
   private inUpper(path: string): boolean {
@@ -783,7 +793,10 @@ export class LowLevelAdapter {
       if ((set & rest) && p === null) throw fsError('ENOENT');
       // Owner before mode: chown clears set-id bits, a mode given with it must stick.
       if (set & (SetAttr.UID | SetAttr.GID)) {
-        await fs.chown(p!, set & SetAttr.UID ? a.uid : -1, set & SetAttr.GID ? a.gid : -1);
+        const m = this.idmap;
+        const uid = set & SetAttr.UID ? (m ? m.uidToDisk(a.uid) : a.uid) : -1;
+        const gid = set & SetAttr.GID ? (m ? m.gidToDisk(a.gid) : a.gid) : -1;
+        await fs.chown(p!, uid, gid);
       }
       if (set & SetAttr.MODE) await fs.chmod(p!, a.mode);
       if (set & (SetAttr.ATIME | SetAttr.MTIME)) {

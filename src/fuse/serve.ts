@@ -5,6 +5,7 @@ import { mountAt } from '../mountinfo.ts';
 import * as sys from '../sys/index.ts';
 import { UnionFs } from '../union/unionfs.ts';
 import { stateFile, type MountState } from '../state.ts';
+import { IdMap } from './idmap.ts';
 
 /** fuse-native only: how often the daemon checks that its mount still exists. */
 const WATCH_MS = 500;
@@ -44,6 +45,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     cacheTimeout: cfg.timeoutSeconds ?? 1,
     extra,
     debug: cfg.debug,
+    idmap: IdMap.fromOptions(cfg.uidmapping, cfg.gidmapping),
   };
   const served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
 

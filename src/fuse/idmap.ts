@@ -1,0 +1,81 @@
+/**
+ * `uidmapping=` / `gidmapping=`: the id shift a container engine asks of its mount program
+ * (podman's `--uidmap`). The layers on disk hold the container's own ids (root is 0); the
+ * mount shows them as the host ids the container's user namespace maps them from, so that
+ * inside the container they read as the container's ids again.
+ *
+ * A mapping `C:H:N[:C2:H2:N2...]` says container ids C..C+N-1 are host ids H..H+N-1:
+ * - shown: an id D stored on disk is reported as H + (D - C) when some range holds D;
+ * - stored: a caller's (host) id is written to disk as C + (id - H) when some range holds it;
+ * an id no range holds becomes the overflow id 65534 (the kernel's `nobody`), either way.
+ * podman writes the mapping with a leading ':' (`uidmapping=:0:100000:65536`); that is
+ * accepted here as in the option check (src/config.ts).
+ */
+
+/** The kernel's default overflow uid/gid (/proc/sys/kernel/overflowuid). */
+export const OVERFLOW_ID = 65534;
+
+export interface IdRange {
+  /** First id inside the container (as stored on disk). */
+  container: number;
+  /** First id on the host (as shown through the mount). */
+  host: number;
+  size: number;
+}
+
+export class IdMapping {
+  constructor(readonly ranges: readonly IdRange[]) {}
+
+  /** Parse `[:]C:H:N[:C:H:N...]`; throws on anything else. */
+  static parse(v: string): IdMapping {
+    if (!/^:?\d+:\d+:\d+(?::\d+:\d+:\d+)*$/.test(v)) throw new Error(`bad id mapping '${v}'`);
+    const n = v.replace(/^:/, '').split(':').map(Number);
+    const ranges: IdRange[] = [];
+    for (let i = 0; i < n.length; i += 3) ranges.push({ container: n[i]!, host: n[i + 1]!, size: n[i + 2]! });
+    return new IdMapping(ranges);
+  }
+
+  /** The id an on-disk id is shown as. */
+  toHost(id: number): number {
+    for (const r of this.ranges) if (id >= r.container && id - r.container < r.size) return r.host + (id - r.container);
+    return OVERFLOW_ID;
+  }
+
+  /** The id a caller's (host) id is stored as. */
+  toDisk(id: number): number {
+    for (const r of this.ranges) if (id >= r.host && id - r.host < r.size) return r.container + (id - r.host);
+    return OVERFLOW_ID;
+  }
+}
+
+/** Both mappings of a mount; a missing one leaves those ids as they are. */
+export class IdMap {
+  constructor(readonly uid?: IdMapping, readonly gid?: IdMapping) {}
+
+  static fromOptions(uidmapping?: string, gidmapping?: string): IdMap | undefined {
+    if (uidmapping === undefined && gidmapping === undefined) return undefined;
+    return new IdMap(
+      uidmapping === undefined ? undefined : IdMapping.parse(uidmapping),
+      gidmapping === undefined ? undefined : IdMapping.parse(gidmapping),
+    );
+  }
+
+  uidToHost(id: number): number {
+    return this.uid ? this.uid.toHost(id) : id;
+  }
+  gidToHost(id: number): number {
+    return this.gid ? this.gid.toHost(id) : id;
+  }
+  /** -1 ("leave unchanged", chown's convention) stays -1. */
+  uidToDisk(id: number): number {
+    return this.uid && id !== -1 ? this.uid.toDisk(id) : id;
+  }
+  gidToDisk(id: number): number {
+    return this.gid && id !== -1 ? this.gid.toDisk(id) : id;
+  }
+
+  /** A stat result as the mount shows it (a copy; the union core's caches keep the disk ids). */
+  shown<T extends { uid: number; gid: number }>(attr: T): T {
+    return { ...attr, uid: this.uidToHost(attr.uid), gid: this.gidToHost(attr.gid) };
+  }
+}

@@ -1,0 +1,118 @@
+// uidmapping=/gidmapping= (podman's --uidmap): the mapping itself, finding a lower's plain
+// path behind an idmapped mount, and a real mount that shows and stores shifted owners.
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { IdMap, IdMapping, OVERFLOW_ID } from '../../src/fuse/idmap.ts';
+import { parseMountinfo, withoutIdmap } from '../../src/mountinfo.ts';
+import { run } from '../helpers/exec.ts';
+import { layerfsBin, makeTmp, unmount } from '../helpers/mounts.ts';
+
+test('a mapping shows disk ids as host ids and stores host ids as disk ids', (t) => {
+  const m = IdMapping.parse(':0:100000:65536');
+  t.deepEqual(m.ranges, [{ container: 0, host: 100000, size: 65536 }]);
+  t.is(m.toHost(0), 100000);
+  t.is(m.toHost(65535), 165535);
+  t.is(m.toHost(65536), OVERFLOW_ID, 'past the range');
+  t.is(m.toDisk(100000), 0);
+  t.is(m.toDisk(165535), 65535);
+  t.is(m.toDisk(0), OVERFLOW_ID, 'host root is not in the container');
+  t.is(m.toDisk(99999), OVERFLOW_ID);
+});
+
+test('several ranges, first match wins', (t) => {
+  const m = IdMapping.parse('0:1000:1:1:200000:100');
+  t.is(m.toHost(0), 1000);
+  t.is(m.toHost(1), 200000);
+  t.is(m.toHost(100), 200099);
+  t.is(m.toHost(101), OVERFLOW_ID);
+  t.is(m.toDisk(1000), 0);
+  t.is(m.toDisk(200050), 51);
+  t.throws(() => IdMapping.parse('0:1'));
+  t.throws(() => IdMapping.parse('a:b:c'));
+});
+
+test('IdMap: a missing mapping leaves those ids alone; -1 (unchanged) stays -1', (t) => {
+  const m = IdMap.fromOptions(':0:100000:65536', undefined)!;
+  t.deepEqual(m.shown({ uid: 5, gid: 5, size: 1 }), { uid: 100005, gid: 5, size: 1 });
+  t.is(m.uidToDisk(-1), -1);
+  t.is(m.uidToDisk(100007), 7);
+  t.is(m.gidToDisk(100007), 100007);
+  t.is(IdMap.fromOptions(undefined, undefined), undefined);
+});
+
+// As podman 4.3 leaves them: the store's overlay/ dir bind-mounted on itself, and an idmapped
+// mount of it under the container's mapped/0.
+const MOUNTINFO = [
+  '27 1 254:0 / / rw,relatime - ext4 /dev/vda rw',
+  '42 27 254:0 /tmp/s/overlay /tmp/s/overlay rw,relatime - ext4 /dev/vda rw',
+  '50 42 254:0 /tmp/s/overlay /tmp/s/overlay/c1/mapped/0 rw,relatime,idmapped - ext4 /dev/vda rw',
+  '51 27 0:33 / /tmp/other rw,relatime - tmpfs tmpfs rw',
+  '52 51 0:33 /x /tmp/other/y/mapped rw,idmapped - tmpfs tmpfs rw',
+].join('\n');
+
+test('withoutIdmap: the same directory through a plain mount of its filesystem', (t) => {
+  const mi = parseMountinfo(MOUNTINFO);
+  t.is(withoutIdmap('/tmp/s/overlay/c1/mapped/0/abc/diff', mi), '/tmp/s/overlay/abc/diff');
+  t.is(withoutIdmap('/tmp/s/overlay/c1/mapped/0', mi), '/tmp/s/overlay');
+  t.is(withoutIdmap('/tmp/s/overlay/abc/diff', mi), null, 'not idmapped');
+  t.is(withoutIdmap('/tmp/other/y/mapped/q', mi), '/tmp/other/x/q', 'a bind of a sub-directory');
+  // The only plain mount of the filesystem shows a different directory: no way around.
+  const only = parseMountinfo(['27 1 254:0 / / rw - ext4 /dev/vda rw', '60 27 0:40 /a /m rw,idmapped - tmpfs t rw', '61 27 0:40 /b /n rw - tmpfs t rw'].join('\n'));
+  t.is(withoutIdmap('/m/z', only), null);
+});
+
+// A real mount: lower files stored as container ids, shown as host ids; a new file made by a
+// host id in the range is stored as its container id; chown maps too.
+test('mount with uidmapping=/gidmapping= shows and stores shifted owners', async (t) => {
+  const tmp = makeTmp(t);
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((n) => path.join(tmp, n));
+  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d);
+  fs.chmodSync(tmp, 0o755);
+  fs.writeFileSync(path.join(lower, 'root-file'), 'r');
+  fs.writeFileSync(path.join(lower, 'user-file'), 'u');
+  fs.lchownSync(path.join(lower, 'user-file'), 1000, 1001);
+  fs.writeFileSync(path.join(lower, 'outside'), 'o');
+  fs.lchownSync(path.join(lower, 'outside'), 70000, 70000);
+  fs.chmodSync(upper, 0o777); // the merged root takes its attributes from the upper
+  t.teardown(() => unmount(mnt));
+  const r = await run(layerfsBin, ['-o', `lowerdir=${lower},upperdir=${upper},workdir=${work},uidmapping=:0:100000:65536,gidmapping=:0:200000:65536`, mnt], { viaFiles: true });
+  t.is(r.code, 0, r.stderr);
+
+  const ids = (p: string) => {
+    const st = fs.lstatSync(p);
+    return [st.uid, st.gid];
+  };
+  t.deepEqual(ids(mnt), [100000, 200000], 'the root directory');
+  t.deepEqual(ids(path.join(mnt, 'root-file')), [100000, 200000]);
+  t.deepEqual(ids(path.join(mnt, 'user-file')), [101000, 201001]);
+  t.deepEqual(ids(path.join(mnt, 'outside')), [OVERFLOW_ID, OVERFLOW_ID], 'not in the mapping');
+  // readdirplus answers carry the same ids as lookups
+  const listed = (await run('ls', ['-ln', mnt])).stdout.toString();
+  t.regex(listed, /101000 +201001 .* user-file/);
+
+  // A new file by host uid 100007 / gid 200008: stored as 7/8.
+  const mk = await run('setpriv', ['--reuid', '100007', '--regid', '200008', '--clear-groups', 'sh', '-c', `echo n > ${mnt}/new && mkdir ${mnt}/dir`]);
+  t.is(mk.code, 0, mk.stderr);
+  t.deepEqual(ids(path.join(upper, 'new')), [7, 8]);
+  t.deepEqual(ids(path.join(upper, 'dir')), [7, 8]);
+  t.deepEqual(ids(path.join(mnt, 'new')), [100007, 200008]);
+
+  // chown through the mount: host ids in, container ids on disk.
+  fs.lchownSync(path.join(mnt, 'root-file'), 100005, 200006);
+  t.deepEqual(ids(path.join(upper, 'root-file')), [5, 6]);
+  t.deepEqual(ids(path.join(mnt, 'root-file')), [100005, 200006]);
+  // chown of the group only keeps the owner
+  fs.lchownSync(path.join(mnt, 'new'), -1, 200009);
+  t.deepEqual(ids(path.join(upper, 'new')), [7, 9]);
+});
+
+test('uidmapping= with backend=fuse-native is refused in one line', async (t) => {
+  const tmp = makeTmp(t);
+  const [lower, mnt] = ['lower', 'mnt'].map((n) => path.join(tmp, n));
+  for (const d of [lower, mnt]) fs.mkdirSync(d);
+  t.teardown(() => unmount(mnt));
+  const r = await run(layerfsBin, ['-o', `lowerdir=${lower},uidmapping=0:1000:1,backend=fuse-native`, mnt], { viaFiles: true });
+  t.is(r.code, 2);
+  t.is(r.stderr.trim(), "layerfs: uidmapping=/gidmapping= need backend=lowlevel (fuse-native does not pass the caller's ids)");
+});
