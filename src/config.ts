@@ -68,9 +68,15 @@ export interface MountRequest {
   backend: Backend;
   /** Options that were accepted but have no effect, in the order given. */
   ignored: string[];
-  /** uidmapping= / gidmapping= value, format-checked but otherwise unparsed. */
+  /** uidmapping= / gidmapping= value, format-checked (applied by src/fuse/idmap.ts). */
   uidmapping?: string;
   gidmapping?: string;
+  /**
+   * squash_to_uid= / squash_to_gid= (squash_to_root: both 0): every object is shown as owned
+   * by this id; what is stored is not changed (podman passes these for a one-id --uidmap).
+   */
+  squashUid?: number;
+  squashGid?: number;
 }
 
 export const BACKENDS = ['lowlevel', 'fuse-native'] as const;
@@ -222,7 +228,7 @@ const IGNORED_FLAGS: ReadonlySet<string> = new Set([
   'mand', 'nomand', 'silent', 'loud', 'defaults', 'auto', 'noauto',
   'user', 'nouser', 'users', '_netdev', 'nofail',
   // fuse-overlayfs / libfuse options.
-  'squash_to_root', 'static_nlink', 'noacl',
+  'static_nlink', 'noacl',
   'allow_other', 'allow_root', 'default_permissions', 'kernel_cache', 'auto_cache',
 ]);
 
@@ -237,8 +243,6 @@ const IGNORED_VALUED: ReadonlyMap<string, ValueCheck> = new Map(Object.entries({
   defcontext: ANY,
   rootcontext: ANY,
   // fuse-overlayfs specific.
-  squash_to_uid: UINT,
-  squash_to_gid: UINT,
   fsync: oneOf('0', '1'),
   threaded: oneOf('0', '1'),
   fast_ino: oneOf('0', '1'),
@@ -269,12 +273,12 @@ const FEATURE_OFF_ONLY: ReadonlyMap<string, { accepted: string[]; unsupported: s
 /** Options that take a value and affect the request (besides the tables above). */
 const EFFECTIVE_VALUED: ReadonlySet<string> = new Set([
   'lowerdir', 'upperdir', 'workdir', 'redirect_dir', 'fsname', 'timeout',
-  'uidmapping', 'gidmapping', 'backend',
+  'uidmapping', 'gidmapping', 'backend', 'squash_to_uid', 'squash_to_gid',
 ]);
 
 /** Options without a value that affect the request. */
 const EFFECTIVE_FLAGS: ReadonlySet<string> = new Set([
-  'ro', 'volatile', 'userxattr', 'debug', 'nodev', 'nosuid', 'noexec', 'noatime',
+  'ro', 'volatile', 'userxattr', 'debug', 'nodev', 'nosuid', 'noexec', 'noatime', 'squash_to_root',
 ]);
 
 /** Given more than once → error (the others: the last one wins). */
@@ -411,6 +415,17 @@ function applyOption(st: ParseState, item: string): void {
       req[name] = v;
       return;
     }
+    case 'squash_to_uid':
+    case 'squash_to_gid': {
+      const v = unescape(requireValue(name, raw));
+      checkValue(name, v, UINT);
+      const id = Number(v);
+      if (id > MAX_ID - 1) throw new ConfigError(`layerfs: invalid value for ${name}: ${q(v)} (expected an id below 4294967295)`);
+      if (name === 'squash_to_uid') req.squashUid = id;
+      else req.squashGid = id;
+      return;
+    }
+    case 'squash_to_root': req.squashUid = 0; req.squashGid = 0; return;
     case 'ro': req.readonly = true; return;
     case 'volatile': req.volatile = true; return;
     case 'userxattr': req.userxattr = true; return;
@@ -674,8 +689,9 @@ export async function validateMountConfig(
   }
   const readonly = req.readonly || req.upperdir === undefined;
 
-  if ((req.uidmapping !== undefined || req.gidmapping !== undefined) && req.backend === 'fuse-native') {
-    throw new ConfigError('layerfs: uidmapping=/gidmapping= need backend=lowlevel (fuse-native does not pass the caller\'s ids)');
+  const shifts = req.uidmapping !== undefined || req.gidmapping !== undefined;
+  if ((shifts || req.squashUid !== undefined || req.squashGid !== undefined) && req.backend === 'fuse-native') {
+    throw new ConfigError('layerfs: uidmapping=/gidmapping=/squash_to_* need backend=lowlevel (fuse-native does not pass the caller\'s ids)');
   }
   let mountinfo = opts?.mountinfo;
   if (mountinfo === undefined) {

@@ -48,22 +48,35 @@ export class IdMapping {
   }
 }
 
-/** Both mappings of a mount; a missing one leaves those ids as they are. */
+/**
+ * Both mappings of a mount; a missing one leaves those ids as they are. A squash id
+ * (squash_to_uid=, squash_to_gid=, squash_to_root) is what every object is shown as owned
+ * by; it changes nothing that is stored.
+ */
 export class IdMap {
-  constructor(readonly uid?: IdMapping, readonly gid?: IdMapping) {}
+  constructor(
+    readonly uid?: IdMapping,
+    readonly gid?: IdMapping,
+    readonly squash: { uid?: number; gid?: number } = {},
+  ) {}
 
-  static fromOptions(uidmapping?: string, gidmapping?: string): IdMap | undefined {
-    if (uidmapping === undefined && gidmapping === undefined) return undefined;
+  static fromOptions(o: { uidmapping?: string; gidmapping?: string; squashUid?: number; squashGid?: number }): IdMap | undefined {
+    if (o.uidmapping === undefined && o.gidmapping === undefined && o.squashUid === undefined && o.squashGid === undefined) {
+      return undefined;
+    }
     return new IdMap(
-      uidmapping === undefined ? undefined : IdMapping.parse(uidmapping),
-      gidmapping === undefined ? undefined : IdMapping.parse(gidmapping),
+      o.uidmapping === undefined ? undefined : IdMapping.parse(o.uidmapping),
+      o.gidmapping === undefined ? undefined : IdMapping.parse(o.gidmapping),
+      { uid: o.squashUid, gid: o.squashGid },
     );
   }
 
   uidToHost(id: number): number {
+    if (this.squash.uid !== undefined) return this.squash.uid;
     return this.uid ? this.uid.toHost(id) : id;
   }
   gidToHost(id: number): number {
+    if (this.squash.gid !== undefined) return this.squash.gid;
     return this.gid ? this.gid.toHost(id) : id;
   }
   /** -1 ("leave unchanged", chown's convention) stays -1. */

@@ -45,7 +45,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     cacheTimeout: cfg.timeoutSeconds ?? 1,
     extra,
     debug: cfg.debug,
-    idmap: IdMap.fromOptions(cfg.uidmapping, cfg.gidmapping),
+    idmap: IdMap.fromOptions(cfg),
   };
   const served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
 

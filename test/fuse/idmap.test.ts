@@ -33,12 +33,22 @@ test('several ranges, first match wins', (t) => {
 });
 
 test('IdMap: a missing mapping leaves those ids alone; -1 (unchanged) stays -1', (t) => {
-  const m = IdMap.fromOptions(':0:100000:65536', undefined)!;
+  const m = IdMap.fromOptions({ uidmapping: ':0:100000:65536' })!;
   t.deepEqual(m.shown({ uid: 5, gid: 5, size: 1 }), { uid: 100005, gid: 5, size: 1 });
   t.is(m.uidToDisk(-1), -1);
   t.is(m.uidToDisk(100007), 7);
   t.is(m.gidToDisk(100007), 100007);
-  t.is(IdMap.fromOptions(undefined, undefined), undefined);
+  t.is(IdMap.fromOptions({}), undefined);
+});
+
+test('IdMap: squash ids replace what is shown, never what is stored', (t) => {
+  const m = IdMap.fromOptions({ squashUid: 100000, squashGid: 100001 })!;
+  t.deepEqual(m.shown({ uid: 5, gid: 7 }), { uid: 100000, gid: 100001 });
+  t.is(m.uidToDisk(100007), 100007);
+  t.is(m.gidToDisk(3), 3);
+  const both = IdMap.fromOptions({ uidmapping: '0:100000:10', squashGid: 0 })!;
+  t.deepEqual(both.shown({ uid: 5, gid: 7 }), { uid: 100005, gid: 0 });
+  t.is(both.uidToDisk(100005), 5);
 });
 
 // As podman 4.3 leaves them: the store's overlay/ dir bind-mounted on itself, and an idmapped
@@ -114,5 +124,23 @@ test('uidmapping= with backend=fuse-native is refused in one line', async (t) =>
   t.teardown(() => unmount(mnt));
   const r = await run(layerfsBin, ['-o', `lowerdir=${lower},uidmapping=0:1000:1,backend=fuse-native`, mnt], { viaFiles: true });
   t.is(r.code, 2);
-  t.is(r.stderr.trim(), "layerfs: uidmapping=/gidmapping= need backend=lowlevel (fuse-native does not pass the caller's ids)");
+  t.is(r.stderr.trim(), "layerfs: uidmapping=/gidmapping=/squash_to_* need backend=lowlevel (fuse-native does not pass the caller's ids)");
+});
+
+test('mount with squash_to_uid=/squash_to_gid= shows one owner, stores the real ones', async (t) => {
+  const tmp = makeTmp(t);
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((n) => path.join(tmp, n));
+  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d);
+  fs.writeFileSync(path.join(lower, 'f'), 'f');
+  fs.lchownSync(path.join(lower, 'f'), 1000, 1001);
+  t.teardown(() => unmount(mnt));
+  const r = await run(layerfsBin, ['-o', `lowerdir=${lower},upperdir=${upper},workdir=${work},squash_to_uid=4242,squash_to_gid=4343`, mnt], { viaFiles: true });
+  t.is(r.code, 0, r.stderr);
+  const st = fs.lstatSync(path.join(mnt, 'f'));
+  t.deepEqual([st.uid, st.gid], [4242, 4343]);
+  fs.writeFileSync(path.join(mnt, 'new'), 'n'); // by root
+  const up = fs.lstatSync(path.join(upper, 'new'));
+  t.deepEqual([up.uid, up.gid], [0, 0]);
+  const shown = fs.lstatSync(path.join(mnt, 'new'));
+  t.deepEqual([shown.uid, shown.gid], [4242, 4343]);
 });
