@@ -624,7 +624,7 @@ async function resolveDir(role: Resolved['role'], given: string, cwd: string): P
 }
 
 /**
- * With uidmapping=/gidmapping=, a lower on an idmapped mount is read through a plain mount of
+ * With uidmapping=/gidmapping=/squash_to_*, a lower on an idmapped mount is read through a plain mount of
  * the same filesystem instead. podman 4.3–4.5 passes its lowers through idmapped mounts made
  * for the kernel's overlay (which pins them) together with uidmapping= for the mount program,
  * and detaches those mounts as soon as the program has returned: reading through them would
@@ -689,8 +689,9 @@ export async function validateMountConfig(
   }
   const readonly = req.readonly || req.upperdir === undefined;
 
-  const shifts = req.uidmapping !== undefined || req.gidmapping !== undefined;
-  if ((shifts || req.squashUid !== undefined || req.squashGid !== undefined) && req.backend === 'fuse-native') {
+  // Any of the id options: what podman passes along with lowers on idmapped mounts.
+  const shifts = req.uidmapping !== undefined || req.gidmapping !== undefined || req.squashUid !== undefined || req.squashGid !== undefined;
+  if (shifts && req.backend === 'fuse-native') {
     throw new ConfigError('layerfs: uidmapping=/gidmapping=/squash_to_* need backend=lowlevel (fuse-native does not pass the caller\'s ids)');
   }
   let mountinfo = opts?.mountinfo;
@@ -707,7 +708,7 @@ export async function validateMountConfig(
   for (const l of req.lowerdirs) {
     const r = await resolveDir('lowerdir', l, cwd);
     await checkAccess(r, false);
-    if ((req.uidmapping !== undefined || req.gidmapping !== undefined) && mountinfo !== undefined) {
+    if (shifts && mountinfo !== undefined) {
       await bypassIdmap(r, mountinfo);
     }
     lowers.push(r);

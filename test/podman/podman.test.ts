@@ -269,6 +269,10 @@ test.serial('podman run --uidmap: owners are shifted by the mount, stored unshif
   t.is(ids('d'), '0:0');
   t.is(ids('etc/passwd'), '5:6');
   await p.ok(['rm', 'u']);
+
+  // A one-id map: podman passes squash_to_uid=/squash_to_gid= instead.
+  const one = await p.ok(['run', '--rm', ...RUN_OPTS, '--uidmap', '0:100000:1', '--gidmap', '0:100000:1', 'localhost/lfs-app:1', 'sh', '-c', PROBE]);
+  t.deepEqual(parseProbe(one), EXPECTED, one);
   t.deepEqual(await waitDaemonsGone(p), [], 'every daemon podman started has exited');
   t.deepEqual(fuseMountsUnder(p.dir), [], 'nothing stays mounted');
 });
