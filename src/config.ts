@@ -77,6 +77,12 @@ export interface MountRequest {
    */
   squashUid?: number;
   squashGid?: number;
+  /**
+   * xattr_permissions=2: owners and permission bits are shown from the
+   * `user.containers.override_stat` xattr where an object has one (containers/storage's
+   * force_mask stores the real ones there and masks the files). 0 and 1: nothing.
+   */
+  xattrPermissions?: 0 | 1 | 2;
 }
 
 export const BACKENDS = ['lowlevel', 'fuse-native'] as const;
@@ -247,7 +253,6 @@ const IGNORED_VALUED: ReadonlyMap<string, ValueCheck> = new Map(Object.entries({
   threaded: oneOf('0', '1'),
   fast_ino: oneOf('0', '1'),
   plugins: ANY,
-  xattr_permissions: oneOf('0', '1', '2'),
   writeback: oneOf('0', '1'),
   max_idle_threads: UINT,
   // libfuse.
@@ -273,7 +278,7 @@ const FEATURE_OFF_ONLY: ReadonlyMap<string, { accepted: string[]; unsupported: s
 /** Options that take a value and affect the request (besides the tables above). */
 const EFFECTIVE_VALUED: ReadonlySet<string> = new Set([
   'lowerdir', 'upperdir', 'workdir', 'redirect_dir', 'fsname', 'timeout',
-  'uidmapping', 'gidmapping', 'backend', 'squash_to_uid', 'squash_to_gid',
+  'uidmapping', 'gidmapping', 'backend', 'squash_to_uid', 'squash_to_gid', 'xattr_permissions',
 ]);
 
 /** Options without a value that affect the request. */
@@ -426,6 +431,12 @@ function applyOption(st: ParseState, item: string): void {
       return;
     }
     case 'squash_to_root': req.squashUid = 0; req.squashGid = 0; return;
+    case 'xattr_permissions': {
+      const v = unescape(requireValue(name, raw));
+      checkValue(name, v, oneOf('0', '1', '2'));
+      req.xattrPermissions = Number(v) as 0 | 1 | 2;
+      return;
+    }
     case 'ro': req.readonly = true; return;
     case 'volatile': req.volatile = true; return;
     case 'userxattr': req.userxattr = true; return;

@@ -12,6 +12,28 @@
  * accepted here as in the option check (src/config.ts).
  */
 
+/**
+ * containers/storage's force_mask: the files of a layer get masked permissions, and their own
+ * owner and mode are kept in this xattr as `UID:GID:0MODE` (mode bits 07777 at most).
+ */
+export const OVERRIDE_STAT_XATTR = 'user.containers.override_stat';
+
+export interface OverrideStat {
+  uid: number;
+  gid: number;
+  mode: number;
+}
+
+export function parseOverrideStat(v: string): OverrideStat | null {
+  const m = /^(\d+):(\d+):([0-7]{1,7})$/.exec(v.replace(/\0+$/, ''));
+  if (!m) return null;
+  return { uid: Number(m[1]), gid: Number(m[2]), mode: parseInt(m[3]!, 8) & 0o7777 };
+}
+
+export function formatOverrideStat(o: OverrideStat): string {
+  return `${o.uid}:${o.gid}:0${o.mode.toString(8)}`;
+}
+
 /** The kernel's default overflow uid/gid (/proc/sys/kernel/overflowuid). */
 export const OVERFLOW_ID = 65534;
 

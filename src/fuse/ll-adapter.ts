@@ -3,7 +3,7 @@ import { toErrno } from '../union/errors.ts';
 import type { Attr, Owner, TimeArg, UnionFs } from '../union/unionfs.ts';
 import type { DirItem } from '../union/readdir.ts';
 import { log } from '../log.ts';
-import type { IdMap } from './idmap.ts';
+import { OVERRIDE_STAT_XATTR, formatOverrideStat, parseOverrideStat, type IdMap, type OverrideStat } from './idmap.ts';
 import {
   EIO, LowLevelSession, SetAttr, direntSize,
   type Dirent, type Entry, type ExitInfo, type LowLevelOps, type Request, type SetattrArgs, type Stat,
@@ -51,6 +51,11 @@ export interface LowLevelMountOptions {
    * the union core sees disk ids only.
    */
   idmap?: IdMap;
+  /**
+   * xattr_permissions=2: an object's `user.containers.override_stat` xattr, where it has one,
+   * gives the owner and permission bits shown (and chmod/chown through the mount update it).
+   */
+  overrideStat?: boolean;
 }
 
 export interface LowLevelMount {
@@ -394,12 +399,32 @@ export class LowLevelAdapter {
 
   private entry(n: Node, attr: Attr): Entry {
     this.table.noteIno(n, attr.ino, multiName(attr));
-    return { nodeid: n.id, attr: this.idmap ? this.idmap.shown(attr) : attr, entryTimeout: this.t, attrTimeout: this.t };
+    return { nodeid: n.id, attr: this.shown(n, attr), entryTimeout: this.t, attrTimeout: this.t };
   }
 
   private replyAttr(r: Request, n: Node, attr: Attr): void {
     this.table.noteIno(n, attr.ino, multiName(attr));
-    r.attr(this.idmap ? this.idmap.shown(attr) : attr, this.t);
+    r.attr(this.shown(n, attr), this.t);
+  }
+
+  /** Attributes as the mount shows them: override_stat, then the id mapping. */
+  private shown(n: Node, attr: Attr): Attr {
+    let a = attr;
+    if (this.o.overrideStat) {
+      const o = this.overrideOf(n);
+      if (o) a = { ...a, uid: o.uid, gid: o.gid, mode: (a.mode & fsc.S_IFMT) | o.mode };
+    }
+    return this.idmap ? this.idmap.shown(a) : a;
+  }
+
+  private overrideOf(n: Node): OverrideStat | null {
+    const p = this.table.path(n);
+    if (p === null) return null;
+    try {
+      return parseOverrideStat(this.fs.getxattr(p, OVERRIDE_STAT_XATTR).toString('latin1'));
+    } catch {
+      return null; // none (ENODATA), or no user xattrs here (symlinks)
+    }
   }
 
   private inUpper(path: string): boolean {
@@ -799,6 +824,16 @@ export class LowLevelAdapter {
         await fs.chown(p!, uid, gid);
       }
       if (set & SetAttr.MODE) await fs.chmod(p!, a.mode);
+      if (this.o.overrideStat && p !== null && (set & (SetAttr.UID | SetAttr.GID | SetAttr.MODE))) {
+        const o = this.overrideOf(n);
+        if (o) {
+          const m = this.idmap;
+          if (set & SetAttr.UID) o.uid = m ? m.uidToDisk(a.uid) : a.uid;
+          if (set & SetAttr.GID) o.gid = m ? m.gidToDisk(a.gid) : a.gid;
+          if (set & SetAttr.MODE) o.mode = a.mode & 0o7777;
+          await fs.setxattr(p, OVERRIDE_STAT_XATTR, Buffer.from(formatOverrideStat(o)), 0);
+        }
+      }
       if (set & (SetAttr.ATIME | SetAttr.MTIME)) {
         const at: TimeArg = set & SetAttr.ATIME ? (set & SetAttr.ATIME_NOW ? 'now' : a.atime) : 'omit';
         const mt: TimeArg = set & SetAttr.MTIME ? (set & SetAttr.MTIME_NOW ? 'now' : a.mtime) : 'omit';

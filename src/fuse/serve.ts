@@ -46,6 +46,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     extra,
     debug: cfg.debug,
     idmap: IdMap.fromOptions(cfg),
+    overrideStat: cfg.xattrPermissions === 2,
   };
   const served = cfg.backend === 'fuse-native' ? await serveNative(fs, opts) : await serveLowLevel(fs, opts);
 

@@ -3,7 +3,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { IdMap, IdMapping, OVERFLOW_ID } from '../../src/fuse/idmap.ts';
+import { IdMap, IdMapping, OVERFLOW_ID, formatOverrideStat, parseOverrideStat } from '../../src/fuse/idmap.ts';
 import { parseMountinfo, withoutIdmap } from '../../src/mountinfo.ts';
 import { run } from '../helpers/exec.ts';
 import { layerfsBin, makeTmp, unmount } from '../helpers/mounts.ts';
@@ -115,6 +115,44 @@ test('mount with uidmapping=/gidmapping= shows and stores shifted owners', async
   // chown of the group only keeps the owner
   fs.lchownSync(path.join(mnt, 'new'), -1, 200009);
   t.deepEqual(ids(path.join(upper, 'new')), [7, 9]);
+});
+
+test('override_stat values as containers/storage writes them', (t) => {
+  t.deepEqual(parseOverrideStat('0:0:0700'), { uid: 0, gid: 0, mode: 0o700 });
+  t.deepEqual(parseOverrideStat('1000:1001:04755'), { uid: 1000, gid: 1001, mode: 0o4755 });
+  t.deepEqual(parseOverrideStat('5:6:0644\0'), { uid: 5, gid: 6, mode: 0o644 }, 'a NUL-terminated value');
+  t.is(parseOverrideStat('0:0'), null);
+  t.is(parseOverrideStat('a:0:0700'), null);
+  t.is(formatOverrideStat({ uid: 5, gid: 6, mode: 0o644 }), '5:6:0644');
+});
+
+test('mount with xattr_permissions=2 shows owner and mode from user.containers.override_stat', async (t) => {
+  const tmp = makeTmp(t);
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((n) => path.join(tmp, n));
+  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d);
+  // As force_mask=shared leaves a layer: mode 0755 on disk, the real one in the xattr.
+  fs.mkdirSync(path.join(lower, 'root'), 0o755);
+  fs.writeFileSync(path.join(lower, 'shadow'), 's', { mode: 0o755 });
+  fs.writeFileSync(path.join(lower, 'plain'), 'p', { mode: 0o644 });
+  const set = (f: string, v: string) => run('setfattr', ['-n', 'user.containers.override_stat', '-v', v, path.join(lower, f)]);
+  t.is((await set('root', '0:0:0700')).code, 0);
+  t.is((await set('shadow', '0:42:0640')).code, 0);
+  t.teardown(() => unmount(mnt));
+  const r = await run(layerfsBin, ['-o', `lowerdir=${lower},upperdir=${upper},workdir=${work},xattr_permissions=2,uidmapping=0:100000:65536,gidmapping=0:100000:65536`, mnt], { viaFiles: true });
+  t.is(r.code, 0, r.stderr);
+  const st = (f: string) => {
+    const s = fs.lstatSync(path.join(mnt, f));
+    return `${s.uid}:${s.gid}:${(s.mode & 0o7777).toString(8)}:${s.isDirectory() ? 'd' : 'f'}`;
+  };
+  t.is(st('root'), '100000:100000:700:d');
+  t.is(st('shadow'), '100000:100042:640:f');
+  t.is(st('plain'), '100000:100000:644:f', 'no xattr: the file itself');
+  // chmod/chown through the mount keep the xattr in step (stored in container ids).
+  fs.chmodSync(path.join(mnt, 'shadow'), 0o600);
+  fs.lchownSync(path.join(mnt, 'shadow'), 100007, -1);
+  t.is(st('shadow'), '100007:100042:600:f');
+  const x = await run('getfattr', ['--only-values', '-n', 'user.containers.override_stat', path.join(upper, 'shadow')]);
+  t.is(x.stdout.toString(), '7:42:0600');
 });
 
 test('uidmapping= with backend=fuse-native is refused in one line', async (t) => {

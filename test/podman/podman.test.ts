@@ -40,7 +40,7 @@ interface Pod {
  * then unmounts whatever is left below the dir (podman's bind mount of its overlay/ dir) and
  * removes it.
  */
-function pod(t: ExecutionContext): Pod {
+function pod(t: ExecutionContext, storageOpts: string[] = []): Pod {
   const dir = fs.realpathSync(makeTmp(t, 'layerfs-podman-'));
   fs.chmodSync(dir, 0o755);
   for (const d of ['tmp', 'net']) fs.mkdirSync(path.join(dir, d));
@@ -71,6 +71,7 @@ function pod(t: ExecutionContext): Pod {
   const global = [
     '--root', `${dir}/root`, '--runroot', `${dir}/runroot`, '--tmpdir', `${dir}/libpod`,
     '--storage-driver', 'overlay', '--storage-opt', `overlay.mount_program=${layerfsBin}`,
+    ...storageOpts.flatMap((o) => ['--storage-opt', o]),
     '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', '--network-backend', 'netavark',
   ];
   const podman = async (args: string[], timeoutMs = 120_000) => {
@@ -273,6 +274,24 @@ test.serial('podman run --uidmap: owners are shifted by the mount, stored unshif
   // A one-id map: podman passes squash_to_uid=/squash_to_gid= instead.
   const one = await p.ok(['run', '--rm', ...RUN_OPTS, '--uidmap', '0:100000:1', '--gidmap', '0:100000:1', 'localhost/lfs-app:1', 'sh', '-c', PROBE]);
   t.deepEqual(parseProbe(one), EXPECTED, one);
+  t.deepEqual(await waitDaemonsGone(p), [], 'every daemon podman started has exited');
+  t.deepEqual(fuseMountsUnder(p.dir), [], 'nothing stays mounted');
+});
+
+test.serial('podman with overlay.force_mask=shared: the real modes come from user.containers.override_stat', async (t) => {
+  // podman then stores layers with mode 0755 everywhere, the real owner and mode in an xattr,
+  // and passes xattr_permissions=2.
+  const p = pod(t, ['overlay.force_mask=shared']);
+  await images(p);
+  const base = rootfs().base;
+  const out = await p.ok(['run', '--rm', ...RUN_OPTS, 'localhost/lfs-app:1', 'sh', '-c', `${PROBE}; stat -c mode=%a /root /etc/passwd`]);
+  const probe = parseProbe(out);
+  t.like(probe, EXPECTED, out);
+  // stat prints one mode= line per file: the last one wins in parseProbe, so check both lines.
+  const modes = out.split('\n').filter((l) => l.startsWith('mode=')).map((l) => l.slice(5));
+  const real = (f: string) => (fs.statSync(path.join(base, f)).mode & 0o777).toString(8);
+  t.deepEqual(modes, [real('root'), real('etc/passwd')]);
+  t.is(real('root'), '700', 'the fixture has a 0700 /root');
   t.deepEqual(await waitDaemonsGone(p), [], 'every daemon podman started has exited');
   t.deepEqual(fuseMountsUnder(p.dir), [], 'nothing stays mounted');
 });
