@@ -234,7 +234,10 @@ test.serial('podman build, run --rm and run: layerfs serves every mount and ever
   t.true(diff.includes('A /w'), diff.join('\n'));
   await p.ok(['stop', '-t', '0', 'long']);
   await p.ok(['rm', 'long']);
+  const until = Date.now() + 15_000; // it exits by itself, moments after podman's fusermount3 -u
+  while (processAlive(d!.pid) && cmdline(d!.pid).includes('__serve') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   t.false(processAlive(d!.pid) && cmdline(d!.pid).includes('__serve'), 'the container daemon exited');
+  t.false(readMountinfo().some((x) => x.mountPoint === merged), 'its mount is gone');
 
   // A container that just runs to its end without --rm, then is removed.
   const plain = await p.ok(['run', '--name', 'plain', ...RUN_OPTS, 'localhost/lfs-app:1', 'sh', '-c', PROBE]);
