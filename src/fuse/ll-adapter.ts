@@ -752,11 +752,18 @@ export class LowLevelAdapter {
           r.ok();
         }),
 
-      getxattr: (r, ino, name, size) => this.run(r, () => void r.xattr(fs.getxattr(this.pathOf(ino), name), size)),
+      getxattr: (r, ino, name, size) =>
+        this.run(r, () => {
+          // The override (xattr_permissions=2) is the storage's own record: it shows as the
+          // owner and mode, not as an xattr (so it does not travel into a committed layer).
+          if (this.o.overrideStat && name === OVERRIDE_STAT_XATTR) throw fsError('ENODATA');
+          r.xattr(fs.getxattr(this.pathOf(ino), name), size);
+        }),
 
       listxattr: (r, ino, size) =>
         this.run(r, () => {
-          const names = fs.listxattr(this.pathOf(ino));
+          let names = fs.listxattr(this.pathOf(ino));
+          if (this.o.overrideStat) names = names.filter((x) => x !== OVERRIDE_STAT_XATTR);
           r.xattr(Buffer.from(names.map((x) => x + '\0').join(''), 'utf8'), size);
         }),
 

@@ -153,6 +153,10 @@ test('mount with xattr_permissions=2 shows owner and mode from user.containers.o
   t.is(st('shadow'), '100007:100042:600:f');
   const x = await run('getfattr', ['--only-values', '-n', 'user.containers.override_stat', path.join(upper, 'shadow')]);
   t.is(x.stdout.toString(), '7:42:0600');
+  // Through the mount the override is the owner and mode, not an xattr.
+  const seen = await run('getfattr', ['-d', '-m', '-', path.join(mnt, 'shadow')]);
+  t.notRegex(seen.stdout.toString(), /override_stat/);
+  t.not((await run('getfattr', ['-n', 'user.containers.override_stat', path.join(mnt, 'shadow')])).code, 0);
 });
 
 test('uidmapping= with backend=fuse-native is refused in one line', async (t) => {
