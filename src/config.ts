@@ -635,8 +635,8 @@ async function resolveDir(role: Resolved['role'], given: string, cwd: string): P
 }
 
 /**
- * With uidmapping=/gidmapping=/squash_to_*, a lower on an idmapped mount is read through a plain mount of
- * the same filesystem instead. podman 4.3–4.5 passes its lowers through idmapped mounts made
+ * With uidmapping=/gidmapping=/squash_to_*, a lower on an idmapped mount is read through a
+ * plain mount of the same filesystem instead. podman 4.3–4.5 passes its lowers through idmapped mounts made
  * for the kernel's overlay (which pins them) together with uidmapping= for the mount program,
  * and detaches those mounts as soon as the program has returned: reading through them would
  * shift the ids twice and, once detached, find nothing. The directory found must be the same
