@@ -186,3 +186,77 @@ test('mount with squash_to_uid=/squash_to_gid= shows one owner, stores the real 
   const shown = fs.lstatSync(path.join(mnt, 'new'));
   t.deepEqual([shown.uid, shown.gid], [4242, 4343]);
 });
+
+// ---------------------------------------------------------------------------------------------
+// What podman 4.3 does on a kernel with idmapped mounts: the lowers reach the mount program
+// through an idmapped mount (disk uid 0 seen as 100000), with uidmapping= as well, and the
+// idmapped mount is detached as soon as the program returns. Rebuilt here without podman.
+
+const SYS_OPEN_TREE = 428;
+const SYS_MOVE_MOUNT = 429;
+const SYS_MOUNT_SETATTR = 442;
+const OPEN_TREE_CLONE = 1;
+const OPEN_TREE_CLOEXEC = 0o2000000;
+const AT_FDCWD = -100;
+const AT_EMPTY_PATH = 0x1000;
+const MOVE_MOUNT_F_EMPTY_PATH = 4;
+const MOUNT_ATTR_IDMAP = 0x00100000;
+
+/** Bind `src` at `target` as an idmapped mount with the user namespace of process `pid`. */
+async function idmappedBind(src: string, target: string, pid: number): Promise<void> {
+  const { default: koffi } = await import('koffi');
+  const libc = koffi.load('libc.so.6');
+  const syscall = libc.func('long syscall(long number, ...)');
+  const errno = libc.func('int *__errno_location(void)');
+  const check = (what: string, r: number | bigint) => {
+    if (Number(r) < 0) throw new Error(`${what} failed: errno ${koffi.decode(errno(), 'int')}`);
+    return Number(r);
+  };
+  const userns = fs.openSync(`/proc/${pid}/ns/user`, 'r');
+  try {
+    const tree = check('open_tree', syscall(SYS_OPEN_TREE, 'int', AT_FDCWD, 'str', src, 'uint', OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    try {
+      const attr = Buffer.alloc(32); // struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd }
+      attr.writeBigUInt64LE(BigInt(MOUNT_ATTR_IDMAP), 0);
+      attr.writeBigUInt64LE(BigInt(userns), 24);
+      check('mount_setattr', syscall(SYS_MOUNT_SETATTR, 'int', tree, 'str', '', 'uint', AT_EMPTY_PATH, 'void *', attr, 'size_t', 32));
+      check('move_mount', syscall(SYS_MOVE_MOUNT, 'int', tree, 'str', '', 'int', AT_FDCWD, 'str', target, 'uint', MOVE_MOUNT_F_EMPTY_PATH));
+    } finally {
+      fs.closeSync(tree);
+    }
+  } finally {
+    fs.closeSync(userns);
+  }
+}
+
+test('uidmapping= with lowers on an idmapped mount that is detached at once (podman 4.3)', async (t) => {
+  const tmp = fs.realpathSync(makeTmp(t));
+  const store = path.join(tmp, 'store');
+  const [lower, upper, work, mnt, mapped] = ['store/lower', 'upper', 'work', 'mnt', 'mapped'].map((n) => path.join(tmp, n));
+  for (const d of [store, lower, upper, work, mnt, mapped]) fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(path.join(lower, 'f'), 'lower data');
+  fs.lchownSync(path.join(lower, 'f'), 0, 0);
+  t.teardown(() => unmount(mnt));
+  t.teardown(() => unmount(mapped));
+
+  // A process in a user namespace where host 100000.. is 0..: its namespace gives the idmap.
+  const { spawn } = await import('node:child_process');
+  const holder = spawn('unshare', ['--user', 'sleep', '60'], { stdio: 'ignore' });
+  t.teardown(() => void holder.kill('SIGKILL'));
+  // Root writes the maps itself (unshare --map-users goes through newuidmap and /etc/subuid).
+  const nsOf = (pid: number | string) => fs.readlinkSync(`/proc/${pid}/ns/user`);
+  const until = Date.now() + 10_000;
+  while (nsOf(holder.pid!) === nsOf('self') && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  fs.writeFileSync(`/proc/${holder.pid}/uid_map`, '0 100000 65536\n');
+  fs.writeFileSync(`/proc/${holder.pid}/gid_map`, '0 100000 65536\n');
+  await idmappedBind(store, mapped, holder.pid!);
+  t.is(fs.lstatSync(path.join(mapped, 'lower', 'f')).uid, 100000, 'the idmapped view shifts disk uid 0');
+
+  const r = await run(layerfsBin, ['-o', `lowerdir=${mapped}/lower,upperdir=${upper},workdir=${work},uidmapping=:0:100000:65536,gidmapping=:0:100000:65536`, mnt], { viaFiles: true });
+  t.is(r.code, 0, r.stderr);
+  t.is((await run('umount', ['-l', mapped])).code, 0, 'detached, as podman does');
+
+  const st = fs.lstatSync(path.join(mnt, 'f'));
+  t.deepEqual([st.uid, st.gid], [100000, 100000], 'shifted once, not twice');
+  t.is(fs.readFileSync(path.join(mnt, 'f'), 'utf8'), 'lower data', 'still readable after the detach');
+});
