@@ -18,7 +18,7 @@
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { parseMountinfo } from './mountinfo.ts';
+import { parseMountinfo, withoutIdmap } from './mountinfo.ts';
 
 /** A user-facing configuration error; the message is one line starting with "layerfs: ". */
 export class ConfigError extends Error {
@@ -68,11 +68,23 @@ export interface MountRequest {
   backend: Backend;
   /** Options that were accepted but have no effect, in the order given. */
   ignored: string[];
-  /** uidmapping= / gidmapping= value, format-checked but otherwise unparsed. */
+  /** uidmapping= / gidmapping= value, format-checked (applied by src/fuse/idmap.ts). */
   uidmapping?: string;
   gidmapping?: string;
   /** trace=FILE (or --trace FILE): append the union's decisions to FILE as JSON lines. */
   trace?: string;
+  /**
+   * squash_to_uid= / squash_to_gid= (squash_to_root: both 0): every object is shown as owned
+   * by this id; what is stored is not changed (podman passes these for a one-id --uidmap).
+   */
+  squashUid?: number;
+  squashGid?: number;
+  /**
+   * xattr_permissions=2: owners and permission bits are shown from the
+   * `user.containers.override_stat` xattr where an object has one (containers/storage's
+   * force_mask stores the real ones there and masks the files). 0 and 1: nothing.
+   */
+  xattrPermissions?: 0 | 1 | 2;
 }
 
 export const BACKENDS = ['lowlevel', 'fuse-native'] as const;
@@ -224,7 +236,7 @@ const IGNORED_FLAGS: ReadonlySet<string> = new Set([
   'mand', 'nomand', 'silent', 'loud', 'defaults', 'auto', 'noauto',
   'user', 'nouser', 'users', '_netdev', 'nofail',
   // fuse-overlayfs / libfuse options.
-  'squash_to_root', 'static_nlink', 'noacl',
+  'static_nlink', 'noacl',
   'allow_other', 'allow_root', 'default_permissions', 'kernel_cache', 'auto_cache',
 ]);
 
@@ -239,13 +251,10 @@ const IGNORED_VALUED: ReadonlyMap<string, ValueCheck> = new Map(Object.entries({
   defcontext: ANY,
   rootcontext: ANY,
   // fuse-overlayfs specific.
-  squash_to_uid: UINT,
-  squash_to_gid: UINT,
   fsync: oneOf('0', '1'),
   threaded: oneOf('0', '1'),
   fast_ino: oneOf('0', '1'),
   plugins: ANY,
-  xattr_permissions: oneOf('0', '1', '2'),
   writeback: oneOf('0', '1'),
   max_idle_threads: UINT,
   // libfuse.
@@ -271,12 +280,13 @@ const FEATURE_OFF_ONLY: ReadonlyMap<string, { accepted: string[]; unsupported: s
 /** Options that take a value and affect the request (besides the tables above). */
 const EFFECTIVE_VALUED: ReadonlySet<string> = new Set([
   'lowerdir', 'upperdir', 'workdir', 'redirect_dir', 'fsname', 'timeout',
-  'uidmapping', 'gidmapping', 'backend', 'trace',
+  'uidmapping', 'gidmapping', 'backend', 'trace', 'squash_to_uid', 'squash_to_gid',
+  'xattr_permissions',
 ]);
 
 /** Options without a value that affect the request. */
 const EFFECTIVE_FLAGS: ReadonlySet<string> = new Set([
-  'ro', 'volatile', 'userxattr', 'debug', 'nodev', 'nosuid', 'noexec', 'noatime',
+  'ro', 'volatile', 'userxattr', 'debug', 'nodev', 'nosuid', 'noexec', 'noatime', 'squash_to_root',
 ]);
 
 /** Given more than once → error (the others: the last one wins). */
@@ -417,6 +427,23 @@ function applyOption(st: ParseState, item: string): void {
         );
       }
       req[name] = v;
+      return;
+    }
+    case 'squash_to_uid':
+    case 'squash_to_gid': {
+      const v = unescape(requireValue(name, raw));
+      checkValue(name, v, UINT);
+      const id = Number(v);
+      if (id > MAX_ID - 1) throw new ConfigError(`layerfs: invalid value for ${name}: ${q(v)} (expected an id below 4294967295)`);
+      if (name === 'squash_to_uid') req.squashUid = id;
+      else req.squashGid = id;
+      return;
+    }
+    case 'squash_to_root': req.squashUid = 0; req.squashGid = 0; return;
+    case 'xattr_permissions': {
+      const v = unescape(requireValue(name, raw));
+      checkValue(name, v, oneOf('0', '1', '2'));
+      req.xattrPermissions = Number(v) as 0 | 1 | 2;
       return;
     }
     case 'ro': req.readonly = true; return;
@@ -625,6 +652,28 @@ async function resolveDir(role: Resolved['role'], given: string, cwd: string): P
   return { role, given, real, stat };
 }
 
+/**
+ * With uidmapping=/gidmapping=/squash_to_*, a lower on an idmapped mount is read through a
+ * plain mount of the same filesystem instead. podman 4.3–4.5 passes its lowers through idmapped mounts made
+ * for the kernel's overlay (which pins them) together with uidmapping= for the mount program,
+ * and detaches those mounts as soon as the program has returned: reading through them would
+ * shift the ids twice and, once detached, find nothing. The directory found must be the same
+ * one (device and inode), else the path is kept.
+ */
+async function bypassIdmap(r: Resolved, mountinfo: string): Promise<void> {
+  const plain = withoutIdmap(r.real, parseMountinfo(mountinfo));
+  if (plain === null) return;
+  try {
+    const st = await fsp.stat(plain);
+    if (st.dev === r.stat.dev && st.ino === r.stat.ino) {
+      r.real = plain;
+      r.stat = st;
+    }
+  } catch {
+    // keep the idmapped path
+  }
+}
+
 async function checkAccess(r: Resolved, writable: boolean): Promise<void> {
   const mode = fsConstants.R_OK | fsConstants.X_OK | (writable ? fsConstants.W_OK : 0);
   try {
@@ -669,11 +718,28 @@ export async function validateMountConfig(
   }
   const readonly = req.readonly || req.upperdir === undefined;
 
+  // Any of the id options: what podman passes along with lowers on idmapped mounts.
+  const shifts = req.uidmapping !== undefined || req.gidmapping !== undefined || req.squashUid !== undefined || req.squashGid !== undefined;
+  if (shifts && req.backend === 'fuse-native') {
+    throw new ConfigError('layerfs: uidmapping=/gidmapping=/squash_to_* need backend=lowlevel (fuse-native does not pass the caller\'s ids)');
+  }
+  let mountinfo = opts?.mountinfo;
+  if (mountinfo === undefined) {
+    try {
+      mountinfo = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+    } catch {
+      mountinfo = undefined; // no /proc: the mount itself will report a clash
+    }
+  }
+
   // Layers.
   const lowers: Resolved[] = [];
   for (const l of req.lowerdirs) {
     const r = await resolveDir('lowerdir', l, cwd);
     await checkAccess(r, false);
+    if (shifts && mountinfo !== undefined) {
+      await bypassIdmap(r, mountinfo);
+    }
     lowers.push(r);
   }
   let upper: Resolved | undefined;
@@ -711,14 +777,6 @@ export async function validateMountConfig(
 
   // Mountpoint.
   const mp = await resolveDir('mountpoint', req.mountpoint, cwd);
-  let mountinfo = opts?.mountinfo;
-  if (mountinfo === undefined) {
-    try {
-      mountinfo = await fsp.readFile('/proc/self/mountinfo', 'utf8');
-    } catch {
-      mountinfo = undefined; // no /proc: the mount itself will report a clash
-    }
-  }
   if (mountinfo !== undefined && parseMountinfo(mountinfo).some((m) => m.mountpoint === mp.real)) {
     throw new ConfigError(`layerfs: ${q(req.mountpoint)} is already a mount point (unmount it first)`);
   }

@@ -91,7 +91,8 @@ test('podman argv with uid/gid mappings and xattr_permissions', (t) => {
   ]);
   t.is(r.uidmapping, ':0:100000:65536');
   t.is(r.gidmapping, '0:100000:1:1:200000:65535');
-  t.deepEqual(r.ignored, ['xattr_permissions=2']);
+  t.deepEqual(r.ignored, []);
+  t.is(r.xattrPermissions, 2);
 });
 
 test('mount.fuse3 form: SOURCE MOUNTPOINT -o ...', (t) => {
@@ -196,15 +197,27 @@ test('fsname= wins over the mount.fuse SOURCE', (t) => {
   t.is(parseMountArgs(['/m', '-o', 'lowerdir=/a']).source, undefined);
 });
 
+test('squash_to_uid=, squash_to_gid=, squash_to_root are applied (podman: a one-id --uidmap)', (t) => {
+  const r = parseMountArgs(['-o', 'lowerdir=/a,squash_to_uid=100000,squash_to_gid=100001', '/m']);
+  t.is(r.squashUid, 100000);
+  t.is(r.squashGid, 100001);
+  t.deepEqual(r.ignored, []);
+  const root = parseMountArgs(['-o', 'lowerdir=/a,squash_to_root', '/m']);
+  t.is(root.squashUid, 0);
+  t.is(root.squashGid, 0);
+  optError(t, 'lowerdir=/a,squash_to_root=1', "layerfs: mount option 'squash_to_root' does not take a value");
+  optError(t, 'lowerdir=/a,squash_to_uid=4294967295', "layerfs: invalid value for squash_to_uid: '4294967295' (expected an id below 4294967295)");
+});
+
 test('accepted-but-ignored options are listed in order', (t) => {
   const ignored = [
     'rw', 'dev', 'suid', 'exec', 'atime', 'relatime', 'strictatime', 'lazytime', 'nolazytime',
     'sync', 'async', 'dirsync', 'diratime', 'nodiratime', 'mand', 'nomand', 'silent', 'loud',
     'defaults', 'auto', 'noauto', 'user', 'user=alice', 'nouser', 'users', '_netdev', 'nofail',
     'context=system_u:object_r:container_file_t:s0', 'fscontext=a', 'defcontext=b', 'rootcontext=c',
-    'subtype=layerfs', 'squash_to_root', 'squash_to_uid=1000', 'squash_to_gid=1000',
+    'subtype=layerfs',
     'static_nlink', 'noacl', 'fsync=0', 'fsync=1', 'threaded=0', 'threaded=1', 'fast_ino=1',
-    'plugins=/usr/lib/plugin.so', 'xattr_permissions=0', 'xattr_permissions=1', 'writeback=0',
+    'plugins=/usr/lib/plugin.so', 'writeback=0',
     'max_idle_threads=10', 'allow_other', 'allow_root', 'default_permissions', 'kernel_cache',
     'auto_cache', 'max_read=131072', 'index=off', 'metacopy=off', 'xino=off', 'xino=auto',
     'nfs_export=off', 'verity=off', 'uuid=null', 'x-systemd.automount',

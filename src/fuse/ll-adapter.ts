@@ -3,6 +3,7 @@ import { toErrno } from '../union/errors.ts';
 import type { Attr, Owner, TimeArg, UnionFs } from '../union/unionfs.ts';
 import type { DirItem } from '../union/readdir.ts';
 import { log } from '../log.ts';
+import { OVERRIDE_STAT_XATTR, formatOverrideStat, parseOverrideStat, type IdMap, type OverrideStat } from './idmap.ts';
 import {
   EIO, LowLevelSession, SetAttr, direntSize,
   type Dirent, type Entry, type ExitInfo, type LowLevelOps, type Request, type SetattrArgs, type Stat,
@@ -44,6 +45,17 @@ export interface LowLevelMountOptions {
   keepCache?: boolean;
   /** Where handler mistakes and EIO causes are reported (default src/log.ts). */
   logger?: (msg: string) => void;
+  /**
+   * uidmapping=/gidmapping= (./idmap.ts): owners are shown shifted, and the caller's ids (new
+   * objects, chown) are shifted back before they reach the layers. Only at the edges, here:
+   * the union core sees disk ids only.
+   */
+  idmap?: IdMap;
+  /**
+   * xattr_permissions=2: an object's `user.containers.override_stat` xattr, where it has one,
+   * gives the owner and permission bits shown (and chmod/chown through the mount update it).
+   */
+  overrideStat?: boolean;
 }
 
 export interface LowLevelMount {
@@ -337,11 +349,13 @@ export class LowLevelAdapter {
   private readonly t: number;
   private readonly keepCache: boolean;
   private readonly log: (msg: string) => void;
+  private readonly idmap?: IdMap;
 
   constructor(private readonly fs: UnionFs, private readonly o: LowLevelMountOptions) {
     this.t = o.cacheTimeout;
     this.keepCache = o.keepCache ?? true;
     this.log = o.logger ?? log;
+    this.idmap = o.idmap;
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -359,7 +373,8 @@ export class LowLevelAdapter {
   }
 
   private owner(r: Request): Owner {
-    return { uid: r.uid, gid: r.gid };
+    const m = this.idmap;
+    return m ? { uid: m.uidToDisk(r.uid), gid: m.gidToDisk(r.gid) } : { uid: r.uid, gid: r.gid };
   }
 
   private opened(n: Node, fh: number): void {
@@ -384,12 +399,32 @@ export class LowLevelAdapter {
 
   private entry(n: Node, attr: Attr): Entry {
     this.table.noteIno(n, attr.ino, multiName(attr));
-    return { nodeid: n.id, attr, entryTimeout: this.t, attrTimeout: this.t };
+    return { nodeid: n.id, attr: this.shown(n, attr), entryTimeout: this.t, attrTimeout: this.t };
   }
 
   private replyAttr(r: Request, n: Node, attr: Attr): void {
     this.table.noteIno(n, attr.ino, multiName(attr));
-    r.attr(attr, this.t);
+    r.attr(this.shown(n, attr), this.t);
+  }
+
+  /** Attributes as the mount shows them: override_stat, then the id mapping. */
+  private shown(n: Node, attr: Attr): Attr {
+    let a = attr;
+    if (this.o.overrideStat) {
+      const o = this.overrideOf(n);
+      if (o) a = { ...a, uid: o.uid, gid: o.gid, mode: (a.mode & fsc.S_IFMT) | o.mode };
+    }
+    return this.idmap ? this.idmap.shown(a) : a;
+  }
+
+  private overrideOf(n: Node): OverrideStat | null {
+    const p = this.table.path(n);
+    if (p === null) return null;
+    try {
+      return parseOverrideStat(this.fs.getxattr(p, OVERRIDE_STAT_XATTR).toString('latin1'));
+    } catch {
+      return null; // none (ENODATA), or no user xattrs here (symlinks)
+    }
   }
 
   private inUpper(path: string): boolean {
@@ -710,11 +745,18 @@ export class LowLevelAdapter {
           r.ok();
         }),
 
-      getxattr: (r, ino, name, size) => this.run(r, () => void r.xattr(fs.getxattr(this.pathOf(ino), name), size)),
+      getxattr: (r, ino, name, size) =>
+        this.run(r, () => {
+          // The override (xattr_permissions=2) is the storage's own record: it shows as the
+          // owner and mode, not as an xattr (so it does not travel into a committed layer).
+          if (this.o.overrideStat && name === OVERRIDE_STAT_XATTR) throw fsError('ENODATA');
+          r.xattr(fs.getxattr(this.pathOf(ino), name), size);
+        }),
 
       listxattr: (r, ino, size) =>
         this.run(r, () => {
-          const names = fs.listxattr(this.pathOf(ino));
+          let names = fs.listxattr(this.pathOf(ino));
+          if (this.o.overrideStat) names = names.filter((x) => x !== OVERRIDE_STAT_XATTR);
           r.xattr(Buffer.from(names.map((x) => x + '\0').join(''), 'utf8'), size);
         }),
 
@@ -776,9 +818,22 @@ export class LowLevelAdapter {
       if ((set & rest) && p === null) throw fsError('ENOENT');
       // Owner before mode: chown clears set-id bits, a mode given with it must stick.
       if (set & (SetAttr.UID | SetAttr.GID)) {
-        await fs.chown(p!, set & SetAttr.UID ? a.uid : -1, set & SetAttr.GID ? a.gid : -1);
+        const m = this.idmap;
+        const uid = set & SetAttr.UID ? (m ? m.uidToDisk(a.uid) : a.uid) : -1;
+        const gid = set & SetAttr.GID ? (m ? m.gidToDisk(a.gid) : a.gid) : -1;
+        await fs.chown(p!, uid, gid);
       }
       if (set & SetAttr.MODE) await fs.chmod(p!, a.mode);
+      if (this.o.overrideStat && p !== null && (set & (SetAttr.UID | SetAttr.GID | SetAttr.MODE))) {
+        const o = this.overrideOf(n);
+        if (o) {
+          const m = this.idmap;
+          if (set & SetAttr.UID) o.uid = m ? m.uidToDisk(a.uid) : a.uid;
+          if (set & SetAttr.GID) o.gid = m ? m.gidToDisk(a.gid) : a.gid;
+          if (set & SetAttr.MODE) o.mode = a.mode & 0o7777;
+          await fs.setxattr(p, OVERRIDE_STAT_XATTR, Buffer.from(formatOverrideStat(o)), 0);
+        }
+      }
       if (set & (SetAttr.ATIME | SetAttr.MTIME)) {
         const at: TimeArg = set & SetAttr.ATIME ? (set & SetAttr.ATIME_NOW ? 'now' : a.atime) : 'omit';
         const mt: TimeArg = set & SetAttr.MTIME ? (set & SetAttr.MTIME_NOW ? 'now' : a.mtime) : 'omit';

@@ -6,6 +6,7 @@ import * as sys from '../sys/index.ts';
 import { UnionFs } from '../union/unionfs.ts';
 import { stateFile, type MountState } from '../state.ts';
 import { startTraceService } from '../trace.ts';
+import { IdMap } from './idmap.ts';
 
 /** fuse-native only: how often the daemon checks that its mount still exists. */
 const WATCH_MS = 500;
@@ -53,6 +54,8 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     cacheTimeout: cfg.timeoutSeconds ?? DEFAULT_CACHE_SECONDS,
     extra,
     debug: cfg.debug,
+    idmap: IdMap.fromOptions(cfg),
+    overrideStat: cfg.xattrPermissions === 2,
   };
   const sf = stateFile(cfg.mountpoint);
   // The trace file and the socket of `layerfs trace`; events flow only while someone listens.
