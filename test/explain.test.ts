@@ -417,7 +417,8 @@ function traceClient(t: ExecutionContext, mnt: string, json: boolean) {
   let err = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  // 'close', not 'exit': only then has everything the child wrote to its pipes arrived.
+  const exited = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
   return {
     child,
     exited,
