@@ -2,7 +2,7 @@
 // runs under `node --cpu-prof`, then prints the functions with the most self time.
 //
 //   npx tsx bench/profile.ts [--workload stat|create|chmod|depth|unpack] [--files N] [--depth N]
-//                            [--top N] [--keep]
+//                            [--top N] [--keep] [--cold]     (--cold: page cache dropped first)
 //
 // The layer sets are the benchmark suite's (bench/layers.ts), built in a temp dir; the profile
 // (a .cpuprofile file, readable by Chrome DevTools) is kept with --keep.
@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { mountAt } from '../src/mountinfo.ts';
 import { ROOT } from '../src/root.ts';
-import { run, timed, timedBash, waitFor } from './common.ts';
+import { dropCaches, run, timed, timedBash, waitFor } from './common.ts';
 import { makeScratch } from './scratch.ts';
 import { makeDepthSet, makeMetaSet, QUICK, type LayerSet } from './layers.ts';
 
@@ -25,6 +25,7 @@ const { values: o } = parseArgs({
     depth: { type: 'string', default: '128' },
     top: { type: 'string', default: '30' },
     keep: { type: 'boolean', default: false },
+    cold: { type: 'boolean', default: false },
   },
 });
 const files = Number(o.files);
@@ -119,6 +120,7 @@ async function profile(tmp: string, profDir: string): Promise<void> {
   if (daemon.exitCode !== null) throw new Error('the daemon exited before mounting');
   const pid = daemon.pid;
   try {
+    if (o.cold && !(await dropCaches())) throw new Error('--cold: cannot drop the page cache here');
     let r: { ms: number };
     switch (o.workload) {
       case 'stat':

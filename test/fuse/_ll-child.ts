@@ -24,7 +24,7 @@ export interface ChildConfig {
   cacheTimeout?: number;
   allowOther?: boolean;
   writebackCache?: boolean;
-  readdirplus?: boolean | 'always';
+  readdirplus?: boolean | 'adaptive';
   /** cycles mode: how many mount/unmount cycles, and a shell command run against MNT each time. */
   cycles?: number;
   burst?: string;
