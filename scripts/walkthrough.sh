@@ -60,7 +60,7 @@ run "layerfs explain mnt /var/log/old.log; echo \"exit status \$?\""
 
 block trace
 run "layerfs trace trace.jsonl | grep -v '^lookup'"
-run "layerfs trace trace.jsonl | grep '^lookup' | head -n 4"
+run "layerfs trace trace.jsonl | grep '^lookup' | sort -t: -k1,1 | head -n 6"
 
 block commit
 run "layerfs umount mnt"
