@@ -29,12 +29,8 @@ if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ] && [ -d "$dir/b
   exit 0
 fi
 
-if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed'; then
-  if [ "$(id -u)" != 0 ]; then echo "make-rootfs: busybox-static is not installed (apt-get install busybox-static, as root)" >&2; exit 1; fi
-  echo "make-rootfs: installing busybox-static" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq busybox-static >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq busybox-static >/dev/null; }
-fi
+. "$(dirname "$0")/lib/apt.sh"
+install_missing make-rootfs busybox-static
 bb=/bin/busybox
 file_type=$(head -c 4 "$bb" | od -An -c | tr -d ' ')
 [ "$file_type" = '177ELF' ] || { echo "make-rootfs: $bb is not an ELF binary" >&2; exit 1; }

@@ -7,23 +7,9 @@
 # nothing when everything is there.
 set -euo pipefail
 
-pkgs=(podman runc conmon netavark uidmap fuse3 golang-github-containers-common)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" != 0 ]; then echo "podman-setup: need root to install ${missing[*]}" >&2; exit 1; fi
-  echo "podman-setup: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  # Other processes may hold the dpkg lock (parallel installs): wait for it rather than fail.
-  apt_opts=(-y -qq --no-install-recommends -o DPkg::Lock::Timeout=600)
-  # A stale package index is the usual reason for a failed install: update only then.
-  apt-get install "${apt_opts[@]}" "${missing[@]}" >/dev/null 2>&1 || {
-    apt-get update -qq -o DPkg::Lock::Timeout=600
-    apt-get install "${apt_opts[@]}" "${missing[@]}" >/dev/null
-  }
-fi
+. "$(dirname "$0")/lib/apt.sh"
+APT_EXTRA=(--no-install-recommends)
+install_missing podman-setup podman runc conmon netavark uidmap fuse3 golang-github-containers-common
 
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || { echo "podman-setup: /dev/fuse is missing" >&2; exit 1; }
 exit 0

@@ -10,18 +10,8 @@ cd "$(dirname "$0")/.."
 # fuse3: fusermount3 and mount.fuse3 (for `mount -t fuse.layerfs` and podman's unmount).
 # attr: setfattr/getfattr, used by tests and handy for looking at opaque markers.
 # umoci, skopeo: build and read real OCI images in the image tests (test/image/).
-pkgs=(libfuse3-dev pkg-config g++ make python3 libfuse2 fuse3 attr util-linux umoci skopeo)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}" >&2
-  if [ "$(id -u)" != 0 ]; then echo "setup: need root to install ${missing[*]}" >&2; exit 1; fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. scripts/lib/apt.sh
+install_missing setup libfuse3-dev pkg-config g++ make python3 libfuse2 fuse3 attr util-linux umoci skopeo
 
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || { echo "setup: /dev/fuse is missing" >&2; exit 1; }
 # Unprivileged FUSE mounts (rootless `layerfs run`, through fusermount3) need /dev/fuse open to
