@@ -1,7 +1,7 @@
 // Where the daemon's time goes: runs one workload of the suite on a layerfs mount whose daemon
 // runs under `node --cpu-prof`, then prints the functions with the most self time.
 //
-//   npx tsx bench/profile.ts [--workload stat|create|chmod|depth|unpack] [--files N] [--depth N]
+//   npx tsx bench/profile.ts [--workload stat|create|chmod|depth|unpack|xattr] [--files N] [--depth N]
 //                            [--top N] [--keep] [--cold]     (--cold: page cache dropped first)
 //
 // The layer sets are the benchmark suite's (bench/layers.ts), built in a temp dir; the profile
@@ -138,6 +138,10 @@ async function profile(tmp: string, profDir: string): Promise<void> {
         break;
       case 'unpack':
         r = await timed('tar', ['-xf', (set as { tarball?: string }).tarball!, '-C', mnt]);
+        break;
+      case 'xattr':
+        // getxattr of an absent name (ENODATA, never cached by the kernel), one file, N times
+        r = await timed('python3', ['-c', 'import os, sys\nfor _ in range(int(sys.argv[2])):\n  try: os.getxattr(sys.argv[1], "user.none")\n  except OSError: pass', path.join(mnt, 'tree', 'd0', 'f0'), String(files)]);
         break;
       case 'depth':
         r = await timedBash('cd "$1" && xargs -0 -a "$2" stat -c %s >/dev/null', [mnt, (set as { lookupList?: string }).lookupList!]);
