@@ -104,6 +104,13 @@ export class CopyUp {
   }
 }
 
+/**
+ * fs.copyFile's mode: never over an existing file; a reflink (FICLONE: shared blocks, no data
+ * copied) where the filesystem has them (btrfs, xfs), else libuv's in-kernel copy
+ * (copy_file_range, sendfile).
+ */
+const COPY_MODE = fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE;
+
 /** Files up to this size are copied synchronously (see copyFileData). */
 const SMALL_COPY = 256 * 1024;
 
@@ -117,14 +124,14 @@ export async function copyFileData(src: string, dst: string, size: number): Prom
   // A small file is copied at once on this thread: a trip through libuv's thread pool (open,
   // copy, close) costs more than the copy itself, and holes do not matter at this size.
   if (size <= SMALL_COPY) {
-    b.copyFileSync(src, dst, fsc.COPYFILE_EXCL);
+    b.copyFileSync(src, dst, COPY_MODE);
     return;
   }
   const fin = await open(src, fsc.O_RDONLY | fsc.O_NOFOLLOW);
   try {
     const firstHole = sys.lseek(fin.fd, 0, sys.SEEK_HOLE);
     if (firstHole === null || Number(firstHole) >= size) {
-      await copyFile(src, dst, fsc.COPYFILE_EXCL);
+      await copyFile(src, dst, COPY_MODE);
       return;
     }
     const fout = await open(dst, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
