@@ -127,7 +127,7 @@ main(process.argv.slice(2)).then(
     }
     if (e instanceof UserError) {
       process.stderr.write(e.message + '\n');
-      process.exit((e as UserError & { status?: number }).status ?? 1);
+      process.exit(e.status);
     }
     const err = e as NodeJS.ErrnoException;
     process.stderr.write(`layerfs: ${err?.message ?? String(e)}\n`);

@@ -33,8 +33,8 @@ import { readState, type MountState } from './state.ts';
 
 export const EXPLAIN_USAGE = 'usage: layerfs explain [--json] MOUNTPOINT PATH';
 
-function fail(msg: string, status: number): never {
-  throw Object.assign(new UserError(msg), { status });
+export function fail(msg: string, status: number): never {
+  throw new UserError(msg, status);
 }
 
 /** The state of the layerfs mount at `arg` (exit 3 when it is not one). */

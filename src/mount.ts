@@ -8,8 +8,15 @@ import { readState, stateFile } from './state.ts';
 import * as sys from './sys/index.ts';
 import { CLI_START } from './root.ts';
 
-/** A failure a user should see as one line. */
-export class UserError extends Error {}
+/** A failure a user should see as one line; the CLI exits with `status`. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly status = 1,
+  ) {
+    super(message);
+  }
+}
 
 const READY_TIMEOUT_MS = 30_000;
 /** Full path: mount.fuse3 runs us with an empty PATH. */

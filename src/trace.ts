@@ -193,9 +193,7 @@ export const TRACE_USAGE = 'usage: layerfs trace [--json] MOUNTPOINT | layerfs t
  */
 export async function cmdTrace(argv: string[]): Promise<number> {
   const { UserError } = await import('./mount.ts');
-  const fail = (msg: string, status: number): never => {
-    throw Object.assign(new UserError(msg), { status });
-  };
+  const { fail, mountState } = await import('./explain.ts');
   let json = false;
   const pos: string[] = [];
   for (const a of argv) {
@@ -233,13 +231,12 @@ export async function cmdTrace(argv: string[]): Promise<number> {
     for (const line of fs.readFileSync(arg, 'utf8').split('\n')) print(line);
     return 0;
   }
-  const { mountState } = await import('./explain.ts');
   const { mnt, state } = mountState('trace', arg);
   if (!state.socket || !fs.existsSync(state.socket)) fail(`layerfs trace: the daemon of '${mnt}' has no trace socket (its daemon could not create one, or predates layerfs trace)`, 3);
   const sock = net.createConnection(state.socket!);
   await new Promise<void>((resolve, reject) => {
     sock.once('connect', () => resolve());
-    sock.once('error', (e) => reject(Object.assign(new UserError(`layerfs trace: cannot connect to the daemon of '${mnt}': ${e.message}`), { status: 3 })));
+    sock.once('error', (e) => reject(new UserError(`layerfs trace: cannot connect to the daemon of '${mnt}': ${e.message}`, 3)));
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => sock.destroy());
   let buf = '';
