@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs';
 import { lstatOrNull } from './bytes.ts';
-import { DirIndex, K_DIR, K_WHITEOUT } from './dirindex.ts';
+import { DirIndex, K_DIR, K_WHITEOUT, type LowerNames } from './dirindex.ts';
 import { LRUCache } from 'lru-cache';
 import { fsErr } from './errors.ts';
 import { Layer, baseName, joinPath, parentOf } from './layer.ts';
@@ -8,6 +8,8 @@ import { WhiteoutFormat, hasOciWhiteout, isOciName, isWhiteoutStat } from './whi
 import type { TraceSink } from './events.ts';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
+
+const NO_CODES: readonly number[] = [];
 
 /** What a union path resolves to. */
 export interface Entry {
@@ -116,17 +118,11 @@ export class Resolver {
         if (this.take(acc, top, path, st)) return acc.found;
       }
     }
-    // The lowers: only those whose listing has the name (or an OCI whiteout for it). Before
-    // answering that none has it, make sure their directories did not change underneath.
-    let hits = lowers.get(name);
-    if (hits === undefined && !acc.found) {
-      const again = this.index.names(parent, true);
-      if (!again) return this.childLayerByLayer(parent, name, path);
-      hits = again.get(name);
-    }
-    if (hits === undefined) return acc.found;
+    // The lowers: only those whose listing has the name (or an OCI whiteout for it).
+    const codes = this.lowerCodes(parent, name, lowers, !acc.found);
+    if (!codes) return this.childLayerByLayer(parent, name, path);
     let present = -1; // a layer whose object of this name was taken: its own whiteout does not count
-    for (const code of typeof hits === 'number' ? [hits] : hits) {
+    for (const code of codes) {
       const li = code >> 2;
       const kind = code & 3;
       if (kind === K_WHITEOUT) {
@@ -148,6 +144,22 @@ export class Resolver {
       if (this.take(acc, layer, path, st)) break;
     }
     return acc.found;
+  }
+
+  /**
+   * The index codes (./dirindex.ts) of `name` in the lower layers of the directory `parent`,
+   * top first; empty when no lower has it. `recheck`: believe that only after making sure the
+   * directories did not change underneath (a name added to a lower then shows at once). Null:
+   * the directory can no longer be indexed.
+   */
+  private lowerCodes(parent: Entry, name: string, lowers: LowerNames, recheck: boolean): readonly number[] | null {
+    let hits = lowers.get(name);
+    if (hits === undefined && recheck) {
+      const again = this.index.names(parent, true);
+      if (!again) return null;
+      hits = again.get(name);
+    }
+    return hits === undefined ? NO_CODES : typeof hits === 'number' ? [hits] : hits;
   }
 
   /** The lookup without an index (a lower directory that could not be listed): lstat per layer. */
@@ -193,15 +205,10 @@ export class Resolver {
     const parent = this.find(parentPath);
     if (!parent || parent.type !== 'dir') return false;
     const path = joinPath(parentPath, name);
-    let lowers = this.index.names(parent);
-    let hits = lowers?.get(name);
-    if (lowers && hits === undefined) {
-      lowers = this.index.names(parent, true);
-      hits = lowers?.get(name);
-    }
-    if (lowers) {
-      if (hits === undefined) return false;
-      for (const code of typeof hits === 'number' ? [hits] : hits) {
+    const lowers = this.index.names(parent);
+    const codes = lowers && this.lowerCodes(parent, name, lowers, true);
+    if (codes) {
+      for (const code of codes) {
         if ((code & 3) === K_WHITEOUT) return false;
         const layer = this.layers[code >> 2]!;
         const st = lstatOrNull(layer.path(path));
