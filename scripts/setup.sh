@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# libfuse3-dev, pkg-config, g++, make, python3: `npm ci` builds the FUSE addon
-#   (binding.gyp: native/layerfs_fuse.cc on libfuse3's low-level API) with node-gyp.
+# libfuse3-dev, pkg-config, g++, make, python3: `npm ci` builds the two addons with node-gyp
+#   (binding.gyp: native/layerfs_fuse.cc on libfuse3's low-level API, native/layerfs_sys.cc the
+#   syscalls Node's fs lacks).
 # libfuse2: fuse-native's prebuilt addon links against libfuse.so.2 (-o backend=fuse-native).
 # fuse3: fusermount3 and mount.fuse3 (for `mount -t fuse.layerfs` and podman's unmount).
 # attr: setfattr/getfattr, used by tests and handy for looking at opaque markers.
@@ -34,6 +35,7 @@ fi
 # changed since the last install.
 stamp=node_modules/.layerfs-lock-stamp
 addon=build/Release/layerfs_fuse.node
+sysaddon=build/Release/layerfs_sys.node
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
@@ -46,10 +48,11 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
 fi
 
 # The addon alone: missing (a cleaned build/), or older than its sources.
-if [ ! -f "$addon" ] || [ binding.gyp -nt "$addon" ] || [ native/layerfs_fuse.cc -nt "$addon" ]; then
+if [ ! -f "$addon" ] || [ ! -f "$sysaddon" ] || [ binding.gyp -nt "$addon" ] || [ native/layerfs_fuse.cc -nt "$addon" ] ||
+   [ binding.gyp -nt "$sysaddon" ] || [ native/layerfs_sys.cc -nt "$sysaddon" ]; then
   if ! env "${gyp_env[@]}" npm run --silent install >"$log" 2>&1; then
     cat "$log" >&2
-    echo "setup: building the FUSE addon ($addon) failed" >&2
+    echo "setup: building the addons ($addon, $sysaddon) failed" >&2
     exit 1
   fi
 fi

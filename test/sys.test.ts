@@ -18,6 +18,7 @@ import {
   RENAME_WHITEOUT,
   renameat2,
   statfs,
+  sysBackend,
   timespecFromNs,
   umount2,
   UMOUNT_NOFOLLOW,
@@ -583,4 +584,55 @@ mountTest('mount (bind, read-only remount), sethostname, interfaceUp, pivotRoot,
   t.is(r.execveGone, 'ENOENT', 'the host\'s /bin/sh is unreachable after the pivot');
   t.not(fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim(), 'layerfs-ns-test');
   t.deepEqual(fs.readdirSync(dir), [], 'the tmpfs was only mounted in the namespace');
+});
+
+test('the per-request calls run through the own addon, and the koffi fallback answers the same', (t) => {
+  t.is(sysBackend(), 'addon', 'build/Release/layerfs_sys.node is built by npm ci / setup');
+  const dir = tmpDir(t);
+  // The same sequence in two processes: one on the addon, one forced onto koffi.
+  const script = `
+    import * as s from ${JSON.stringify(path.resolve('src/sys/index.ts'))};
+    import fs from 'node:fs';
+    const d = process.argv[1];
+    fs.writeFileSync(d + '/f', 'x');
+    fs.symlinkSync('f', d + '/l');
+    const out = { backend: s.sysBackend() };
+    s.lsetxattr(d + '/f', 'user.a', Buffer.from([0, 1, 255]));
+    s.lsetxattr(d + '/f', 'user.b', '');
+    out.list = s.llistxattr(d + '/f').sort();
+    out.a = [...s.lgetxattr(d + '/f', 'user.a')];
+    out.b = s.lgetxattr(d + '/f', 'user.b').length;
+    out.none = s.lgetxattr(d + '/f', 'user.none');
+    try { s.lsetxattr(d + '/f', 'user.a', 'y', s.XATTR_CREATE); } catch (e) { out.create = e.code + ' ' + e.syscall; }
+    s.lremovexattr(d + '/f', 'user.a');
+    try { s.lremovexattr(d + '/f', 'user.a'); } catch (e) { out.removed = e.code; }
+    try { s.lgetxattr(Buffer.from(d + '/\\xff-missing', 'latin1'), 'user.a'); } catch (e) { out.missing = e.code; }
+    s.utimensat(d + '/l', { sec: -5n, nsec: 7 }, { sec: 1700000000n, nsec: 123456789 });
+    const st = fs.lstatSync(d + '/l', { bigint: true });
+    out.times = [String(st.atimeNs), String(st.mtimeNs)];
+    s.renameat2(d + '/f', d + '/l', s.RENAME_EXCHANGE);
+    out.swapped = fs.lstatSync(d + '/f').isSymbolicLink();
+    try { s.renameat2(d + '/f', d + '/l', s.RENAME_NOREPLACE); } catch (e) { out.noreplace = e.code + ' ' + e.syscall + ' ' + e.dest.endsWith('/l'); }
+    process.stdout.write(JSON.stringify(out));
+  `;
+  const run = (env: NodeJS.ProcessEnv, sub: string) => {
+    const d = path.join(dir, sub);
+    fs.mkdirSync(d);
+    const res = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, d], { env: { ...process.env, ...env }, encoding: 'utf8' });
+    return JSON.parse(res) as Record<string, unknown>;
+  };
+  const fast = run({ LAYERFS_SYS: '' }, 'addon');
+  const slow = run({ LAYERFS_SYS: 'koffi' }, 'koffi');
+  t.is(fast.backend, 'addon');
+  t.is(slow.backend, 'koffi');
+  t.deepEqual({ ...fast, backend: 0 }, { ...slow, backend: 0 });
+  t.deepEqual(fast.list, ['user.a', 'user.b']);
+  t.deepEqual(fast.a, [0, 1, 255]);
+  t.is(fast.none, null);
+  t.is(fast.create, 'EEXIST lsetxattr');
+  t.is(fast.removed, 'ENODATA');
+  t.is(fast.missing, 'ENOENT');
+  t.deepEqual(fast.times, ['-4999999993', '1700000000123456789']);
+  t.is(fast.swapped, true);
+  t.is(fast.noreplace, 'EEXIST renameat2 true');
 });

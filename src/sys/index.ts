@@ -1,14 +1,20 @@
 /**
- * Linux syscalls that Node's `fs` does not expose, called synchronously
- * through koffi FFI into glibc (`libc.so.6`). x86_64 Linux only.
+ * Linux syscalls that Node's `fs` does not expose, called synchronously. The ones the daemon
+ * makes per request (xattrs, renameat2, utimensat) go through the project's own small addon
+ * (native/layerfs_sys.cc, build/Release/layerfs_sys.node) when it is built; everything else,
+ * and those too when the addon is missing, through koffi FFI into glibc (`libc.so.6`).
+ * x86_64 Linux only.
  *
  * Paths are `string` (encoded as UTF-8) or `Buffer` (raw bytes, for names
  * that are not valid UTF-8). Failures throw an Error shaped like Node's fs
  * errors: `code` ('ENOENT'), `errno` (-2), `syscall`, `path` (and `dest`).
  */
 import koffi from 'koffi';
+import { createRequire } from 'node:module';
 import os from 'node:os';
+import * as nodePath from 'node:path';
 import util from 'node:util';
+import { ROOT } from '../root.ts';
 
 export type PathArg = string | Buffer;
 
@@ -113,6 +119,69 @@ function lib(): Libc {
     strerror: so.func('const char *strerror(int errnum)'),
   };
   return libc;
+}
+
+// ---------------------------------------------------------------------------
+// the own addon (native/layerfs_sys.cc): same calls, no FFI conversions; failures come back as
+// a negative errno
+
+interface Fast {
+  lgetxattr(path: PathArg, name: string): Buffer | number;
+  llistxattr(path: PathArg): Buffer | number;
+  lsetxattr(path: PathArg, name: string, value: Buffer, flags: number): number;
+  lremovexattr(path: PathArg, name: string): number;
+  renameat2(from: PathArg, to: PathArg, flags: number): number;
+  utimensat(path: PathArg, asec: number, ansec: number, msec: number, mnsec: number, flags: number): number;
+}
+
+export const SYS_ADDON_PATH = nodePath.join(ROOT, 'build', 'Release', 'layerfs_sys.node');
+
+let fastLib: Fast | null | undefined;
+
+/** The own addon, or null when it is not built (then koffi serves every call). */
+function fast(): Fast | null {
+  if (fastLib !== undefined) return fastLib;
+  if (process.env.LAYERFS_SYS === 'koffi') return (fastLib = null);
+  try {
+    fastLib = createRequire(import.meta.url)(SYS_ADDON_PATH) as Fast;
+  } catch {
+    fastLib = null;
+  }
+  return fastLib;
+}
+
+/** Which implementation serves the per-request calls: 'addon' or 'koffi'. */
+export function sysBackend(): 'addon' | 'koffi' {
+  return fast() ? 'addon' : 'koffi';
+}
+
+/** A path for the addon: checked like cPath (no NUL), not copied. */
+function fastPath(p: PathArg, name = 'path'): PathArg {
+  if (typeof p === 'string') {
+    if (p.includes('\0')) throw invalidArg(name, p, 'must be a string or Buffer without null bytes');
+  } else if (!Buffer.isBuffer(p) || p.includes(0)) {
+    throw invalidArg(name, p, 'must be a string or Buffer without null bytes');
+  }
+  return p;
+}
+
+function failErrno(errno: number, syscall: string, path?: PathArg, dest?: PathArg): never {
+  const err = sysError(errno, syscall, path, dest);
+  Error.captureStackTrace(err, failErrno);
+  throw err;
+}
+
+/** NUL-separated names (llistxattr's answer) as strings. */
+function splitNames(buf: Buffer, got: number): string[] {
+  const names: string[] = [];
+  let start = 0;
+  for (let i = 0; i < got; i++) {
+    if (buf[i] === 0) {
+      if (i > start) names.push(buf.toString('utf8', start, i));
+      start = i + 1;
+    }
+  }
+  return names;
 }
 
 // ---------------------------------------------------------------------------
@@ -224,6 +293,13 @@ export function mknod(path: PathArg, mode: number, dev: number | bigint = 0): vo
 
 /** Value of extended attribute `name`, or null if the file has no such attribute (ENODATA). */
 export function lgetxattr(path: PathArg, name: string): Buffer | null {
+  const f = fast();
+  if (f) {
+    const r = f.lgetxattr(fastPath(path), cName(name));
+    if (typeof r !== 'number') return r;
+    if (r === -os.constants.errno.ENODATA) return null;
+    failErrno(-r, 'lgetxattr', path);
+  }
   const c = lib();
   const p = cPath(path);
   const n = cName(name);
@@ -242,6 +318,12 @@ export function lgetxattr(path: PathArg, name: string): Buffer | null {
 
 /** Names of all extended attributes of `path` (those visible to the caller). */
 export function llistxattr(path: PathArg): string[] {
+  const f = fast();
+  if (f) {
+    const r = f.llistxattr(fastPath(path));
+    if (typeof r !== 'number') return splitNames(r, r.length);
+    failErrno(-r, 'llistxattr', path);
+  }
   const c = lib();
   const p = cPath(path);
   for (;;) {
@@ -250,17 +332,7 @@ export function llistxattr(path: PathArg): string[] {
     if (size === 0) return [];
     const buf = Buffer.alloc(size);
     const got = c.llistxattr(p, buf, size);
-    if (got >= 0) {
-      const names: string[] = [];
-      let start = 0;
-      for (let i = 0; i < got; i++) {
-        if (buf[i] === 0) {
-          if (i > start) names.push(buf.toString('utf8', start, i));
-          start = i + 1;
-        }
-      }
-      return names;
-    }
+    if (got >= 0) return splitNames(buf, got);
     if (koffi.errno() !== os.constants.errno.ERANGE) break;
   }
   fail('llistxattr', path);
@@ -270,10 +342,22 @@ export function llistxattr(path: PathArg): string[] {
 export function lsetxattr(path: PathArg, name: string, value: Buffer | string, flags = 0): void {
   const v = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
   if (!Buffer.isBuffer(v)) throw invalidArg('value', value, 'must be a string or Buffer');
+  const f = fast();
+  if (f) {
+    const r = f.lsetxattr(fastPath(path), cName(name), v, flags);
+    if (r < 0) failErrno(-r, 'lsetxattr', path);
+    return;
+  }
   if (lib().lsetxattr(cPath(path), cName(name), v, v.length, flags) !== 0) fail('lsetxattr', path);
 }
 
 export function lremovexattr(path: PathArg, name: string): void {
+  const f = fast();
+  if (f) {
+    const r = f.lremovexattr(fastPath(path), cName(name));
+    if (r < 0) failErrno(-r, 'lremovexattr', path);
+    return;
+  }
   if (lib().lremovexattr(cPath(path), cName(name)) !== 0) fail('lremovexattr', path);
 }
 
@@ -282,6 +366,12 @@ export function lremovexattr(path: PathArg, name: string): void {
 
 /** renameat2(2) relative to the cwd. `flags`: RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT. */
 export function renameat2(oldPath: PathArg, newPath: PathArg, flags: number): void {
+  const f = fast();
+  if (f) {
+    const r = f.renameat2(fastPath(oldPath, 'oldPath'), fastPath(newPath, 'newPath'), flags);
+    if (r < 0) failErrno(-r, 'renameat2', oldPath, newPath);
+    return;
+  }
   const r = lib().renameat2(AT_FDCWD, cPath(oldPath, 'oldPath'), AT_FDCWD, cPath(newPath, 'newPath'), flags);
   if (r !== 0) fail('renameat2', oldPath, newPath);
 }
@@ -298,6 +388,16 @@ export function timespecFromNs(ns: bigint): Timespec {
     nsec += NS_PER_SEC;
   }
   return { sec, nsec: Number(nsec) };
+}
+
+/** [sec, nsec] for the addon; null when the seconds are beyond a Number's exact range. */
+function fastTime(t: TimeArg, name: string): [number, number] | null {
+  if (t === 'now') return [0, UTIME_NOW];
+  if (t === 'omit') return [0, UTIME_OMIT];
+  if (typeof t !== 'object' || t === null) throw invalidArg(name, t, "must be a Timespec, 'now' or 'omit'");
+  checkInt(`${name}.nsec`, t.nsec, 0, 999_999_999);
+  const sec = Number(t.sec);
+  return Number.isSafeInteger(sec) ? [sec, t.nsec] : null;
 }
 
 function encodeTime(buf: Buffer, offset: number, t: TimeArg, name: string): void {
@@ -317,6 +417,14 @@ function encodeTime(buf: Buffer, offset: number, t: TimeArg, name: string): void
  * By default does not follow a final symlink (AT_SYMLINK_NOFOLLOW), so it works on symlinks themselves.
  */
 export function utimensat(path: PathArg, atime: TimeArg, mtime: TimeArg, opts: { nofollow?: boolean } = {}): void {
+  const f = fast();
+  const a = f && fastTime(atime, 'atime');
+  const m = a && fastTime(mtime, 'mtime');
+  if (f && a && m) {
+    const r = f.utimensat(fastPath(path), a[0], a[1], m[0], m[1], opts.nofollow === false ? 0 : AT_SYMLINK_NOFOLLOW);
+    if (r < 0) failErrno(-r, 'utimensat', path);
+    return;
+  }
   const times = Buffer.alloc(32); // struct timespec[2], each { int64 tv_sec; long tv_nsec }
   encodeTime(times, 0, atime, 'atime');
   encodeTime(times, 16, mtime, 'mtime');
