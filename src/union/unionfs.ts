@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, ftruncateSync, writeSync, type BigIntStats } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fstatSync, ftruncateSync, writeSync, type BigIntStats } from 'node:fs';
 import * as b from './bytes.ts';
 import {
   chmodSync, fromText, lchownSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync,
@@ -77,6 +77,8 @@ interface OpenFile {
 }
 
 const O_ACCMODE = 3;
+const O_LARGEFILE = 0o100000; // x86_64
+const O_CLOEXEC = 0o2000000;
 const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 const WORK_SUBDIR = 'work';
@@ -248,14 +250,27 @@ export class UnionFs {
       if (flags & fsc.O_EXCL) throw fsErr('EEXIST');
       return this.open(path, flags);
     }
-    const abs = await this.createIn(path, (abs) => {
-      const fd = openSync(abs, fsc.O_CREAT | fsc.O_EXCL | fsc.O_RDWR | fsc.O_NOFOLLOW, mode & 0o7777);
+    // One open makes the file and serves as the handle: owner and mode are set through it, and
+    // only when they differ from what the kernel gave the new file (the daemon's ids and umask).
+    const perm = mode & 0o7777;
+    let fd = -1;
+    try {
+      await this.createIn(path, (abs) => {
+        fd = openSync(abs, fsc.O_CREAT | fsc.O_EXCL | fsc.O_RDWR | fsc.O_NOFOLLOW, perm);
+      }, owner, false, false, { fd: () => fd, perm });
+    } catch (e) {
+      if (fd >= 0) closeSync(fd);
+      throw e;
+    }
+    // A handle with flags beyond its access mode (O_SYNC, O_DSYNC, O_NOATIME, ...) is opened
+    // as asked. The file was just made, empty: no O_TRUNC (ext4 takes a truncate to size 0 as
+    // a "replace via truncate" and flushes the file's data at its close, 40 µs per file).
+    const want = openFlags(flags & ~(fsc.O_CREAT | fsc.O_EXCL | fsc.O_TRUNC));
+    if ((want & ~(O_ACCMODE | fsc.O_NOFOLLOW | O_LARGEFILE | O_CLOEXEC)) !== 0) {
+      const again = openSync(this.upperPath(path), want, 0);
       closeSync(fd);
-      chmodSync(abs, mode & 0o7777);
-    }, owner);
-    // The file was just made, empty: no O_TRUNC (ext4 takes a truncate to size 0 as a
-    // "replace via truncate" and flushes the file's data at its close, 40 µs per file).
-    const fd = openSync(abs, openFlags(flags & ~(fsc.O_CREAT | fsc.O_EXCL | fsc.O_TRUNC)), 0);
+      fd = again;
+    }
     return this.addFile({ path, fd, upper: true, retired: [] });
   }
 
@@ -591,7 +606,14 @@ export class UnionFs {
    * directory and swapped in, so the name is never without either; a directory made over a
    * whiteout is opaque, so nothing of the lowers shows through it again.
    */
-  private async createIn(path: string, make: (abs: string) => void, owner?: Owner, isDir = false, keepOwner = false): Promise<string> {
+  private async createIn(
+    path: string,
+    make: (abs: string) => void,
+    owner?: Owner,
+    isDir = false,
+    keepOwner = false,
+    opened?: { fd: () => number; perm: number },
+  ): Promise<string> {
     this.writable();
     if (isOciName(baseName(path))) throw fsErr('EINVAL', '.wh.* names are reserved for whiteouts');
     const parent = parentOf(path);
@@ -600,12 +622,14 @@ export class UnionFs {
     const parentAbs = this.upperPath(parent);
     if (!this.resolver.upperWhiteout(path)) {
       make(abs);
-      if (!keepOwner) this.setOwner(abs, parentAbs, owner, isDir);
+      if (opened) this.setOwnerFd(opened.fd(), opened.perm, parentAbs, owner);
+      else if (!keepOwner) this.setOwner(abs, parentAbs, owner, isDir);
     } else {
       const tmp = this.copyup!.tmpName();
       try {
         make(tmp);
-        if (!keepOwner) this.setOwner(tmp, parentAbs, owner, isDir);
+        if (opened) this.setOwnerFd(opened.fd(), opened.perm, parentAbs, owner);
+        else if (!keepOwner) this.setOwner(tmp, parentAbs, owner, isDir);
         if (isDir) {
           this.wf.setOpaque(tmp);
           b.renameat2(tmp, abs, sys.RENAME_EXCHANGE);
@@ -632,6 +656,26 @@ export class UnionFs {
     lchownSync(abs, uid, gid);
     if (isDir && sgid) chmodSync(abs, (st.mode & 0o7777) | S_ISGID);
     else if (!st.isSymbolicLink() && (st.mode & (S_ISUID | S_ISGID))) chmodSync(abs, st.mode & 0o7777);
+  }
+
+  /**
+   * setOwner for a regular file just made through the open `fd`, whose mode must become
+   * `perm`: one fstat, and fchown/fchmod only where the kernel's choice (the daemon's ids, its
+   * umask, a set-gid parent's group) differs from the caller's.
+   */
+  private setOwnerFd(fd: number, perm: number, parentAbs: string, owner: Owner | undefined): void {
+    const st = fstatSync(fd);
+    let uid = st.uid;
+    let gid = st.gid;
+    if (owner) {
+      uid = owner.uid;
+      // The kernel gave the file the daemon's group, or the parent's when it is set-gid.
+      if (owner.gid !== st.gid && (lstatSync(parentAbs).mode & S_ISGID) === 0) gid = owner.gid;
+    }
+    const chowned = uid !== st.uid || gid !== st.gid;
+    if (chowned) fchownSync(fd, uid, gid);
+    // chown drops set-uid/set-gid bits: put them back.
+    if ((st.mode & 0o7777) !== perm || (chowned && (perm & (S_ISUID | S_ISGID)) !== 0)) fchmodSync(fd, perm);
   }
 
   /** Remove an object (already checked: a non-directory, or an empty merged directory). */
