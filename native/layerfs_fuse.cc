@@ -1080,8 +1080,23 @@ static void deliver_one(Session *s, napi_value fn, napi_value recv, Rec *r) {
 
   // A write payload: a Uint8Array over an external ArrayBuffer (detachable, so recycle() can
   // take the memory back while JS references cannot outlive it).
+  //
+  // A small payload (copied out of the receive buffer already) is handed over as a plain
+  // Buffer copy instead: an external ArrayBuffer's finalizer reaches Node through a
+  // thread-safe immediate (an eventfd write and one more event-loop turn per write), which
+  // costs more than copying a few KiB.
   auto payload = [&]() -> napi_value {
     napi_value ab, u8;
+    if (r->dataLen > 0 && r->dataLen < STEAL_MIN) {
+      void *p;
+      if (napi_create_buffer_copy(env, r->dataLen, r->data, &p, &u8) == napi_ok) {
+        if (r->dataBlock) pool_put(r->dataBlock);
+        else free(r->data);
+        r->data = nullptr;
+        r->dataBlock = nullptr;
+        return u8;
+      }
+    }
     if (r->dataLen > 0 &&
         napi_create_external_arraybuffer(env, r->data, r->dataLen, release_payload, r->dataBlock, &ab) == napi_ok &&
         napi_create_typedarray(env, napi_uint8_array, r->dataLen, ab, 0, &u8) == napi_ok) {
