@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -372,6 +373,13 @@ struct Session {
   // Configuration (set before the thread starts).
   uint64_t opsMask = 0;  // bit (1 << op) for each op JS implements
   bool writeback = false;
+  bool passthrough = false;  // asked for (config.passthrough); see "Passthrough" below
+
+  // Passthrough state (see io_read / io_writev).
+  std::atomic<bool> initSeen{false};     // the INIT request was read
+  std::atomic<bool> initReplied{false};  // its reply was written
+  bool ptOffered = false;                // the kernel's INIT offered FUSE_PASSTHROUGH
+  bool ptNegotiated = false;             // ... and we took it
   unsigned maxWrite = 1 << 20;
   unsigned maxReadahead = 0;  // 0 = the kernel's
   unsigned maxBackground = 64;
@@ -379,6 +387,7 @@ struct Session {
 
   // Statistics (JS thread).
   uint64_t nRequests = 0, nWakeups = 0, maxBatch = 0, nForgets = 0;
+  uint64_t perOp[OP_MAX] = {0};  // requests handed to JS, by op code
   std::atomic<uint64_t> nReceived{0};
 };
 
@@ -515,6 +524,88 @@ static bool off_ok(int64_t off) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Passthrough (Linux >= 6.9): the kernel reads and writes an open file's backing file itself,
+// without a request per read or write. libfuse 3.14 predates it, so the session's device IO
+// goes through io_read/io_writev (fuse_session_custom_io) and the few protocol bits are set
+// on the wire here:
+//  - io_read notices whether the kernel's INIT offers FUSE_PASSTHROUGH;
+//  - io_writev adds FUSE_PASSTHROUGH (and max_stack_depth 1: backing files must sit on a
+//    filesystem that stacks on nothing, and a layerfs mount can still be an overlayfs lower)
+//    to the INIT reply when it was offered and asked for;
+//  - replyOpen/replyCreate with a backing id (from backingOpen, the FUSE_DEV_IOC_BACKING_OPEN
+//    ioctl) set t_backing; io_writev puts FOPEN_PASSTHROUGH and the id into that reply's
+//    fuse_open_out.
+// Which opens may pass through (the kernel refuses mixed modes on one inode, and two backing
+// files for one inode) is the JS adapter's decision (src/fuse/ll-adapter.ts).
+
+namespace wire {
+const uint32_t OPCODE_INIT = 26;
+const uint32_t INIT_EXT = 1u << 30;
+const uint32_t FLAGS2_PASSTHROUGH = 1u << 5;  // FUSE_PASSTHROUGH is bit 37 of the flags
+const uint32_t FOPEN_PASSTHROUGH = 1u << 7;
+// fuse_init_in: major, minor, max_readahead, flags, flags2 (with INIT_EXT), ...
+const size_t IN_HEADER = 40, INIT_IN_FLAGS = 12, INIT_IN_FLAGS2 = 16;
+// fuse_init_out: ..., flags @12, ..., flags2 @32, max_stack_depth @36 (64 bytes in all)
+const size_t INIT_OUT_FLAGS = 12, INIT_OUT_FLAGS2 = 32, INIT_OUT_STACK = 36, INIT_OUT_MIN = 40;
+// fuse_open_out: fh u64, open_flags u32, backing_id i32 (the last 16 bytes of an open or
+// create reply)
+const size_t OPEN_OUT = 16;
+struct backing_map {
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+const unsigned long IOC_BACKING_OPEN = _IOW(229, 1, struct backing_map);
+const unsigned long IOC_BACKING_CLOSE = _IOW(229, 2, uint32_t);
+}  // namespace wire
+
+static thread_local int32_t t_backing = 0;
+
+static uint32_t rd32(const char *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+static void wr32(char *p, uint32_t v) { memcpy(p, &v, 4); }
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
+  ssize_t n = read(fd, buf, len);
+  Session *s = (Session *)userdata;
+  if (n > 0 && !s->initSeen.load(std::memory_order_relaxed) && (size_t)n >= wire::IN_HEADER + wire::INIT_IN_FLAGS2 + 4 &&
+      rd32((const char *)buf + 4) == wire::OPCODE_INIT) {
+    const char *in = (const char *)buf + wire::IN_HEADER;
+    s->ptOffered = (rd32(in + wire::INIT_IN_FLAGS) & wire::INIT_EXT) &&
+                   (rd32(in + wire::INIT_IN_FLAGS2) & wire::FLAGS2_PASSTHROUGH);
+    s->initSeen.store(true);
+  }
+  return n;
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
+  Session *s = (Session *)userdata;
+  if (count >= 2) {
+    if (t_backing > 0 && iov[1].iov_len >= wire::OPEN_OUT) {
+      char *out = (char *)iov[1].iov_base + iov[1].iov_len - wire::OPEN_OUT;
+      wr32(out + 8, rd32(out + 8) | wire::FOPEN_PASSTHROUGH);
+      wr32(out + 12, (uint32_t)t_backing);
+    } else if (!s->initReplied.load(std::memory_order_relaxed) && s->initSeen.load()) {
+      // The first reply with a payload after the INIT request is the INIT reply.
+      s->initReplied.store(true);
+      if (s->ptNegotiated && iov[1].iov_len >= wire::INIT_OUT_MIN) {
+        char *out = (char *)iov[1].iov_base;
+        wr32(out + wire::INIT_OUT_FLAGS, rd32(out + wire::INIT_OUT_FLAGS) | wire::INIT_EXT);
+        wr32(out + wire::INIT_OUT_FLAGS2, rd32(out + wire::INIT_OUT_FLAGS2) | wire::FLAGS2_PASSTHROUGH);
+        wr32(out + wire::INIT_OUT_STACK, 1);
+      }
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io g_io = {io_writev, io_read, nullptr, nullptr};
+
+// ------------------------------------------------------------------------------------------
 // Low-level operations (session thread): copy, queue, return.
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn) {
@@ -532,6 +623,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   else want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   if (s->writeback) want |= cap & FUSE_CAP_WRITEBACK_CACHE;
   conn->want = want;
+  // The kernel takes passthrough only without the writeback cache.
+  s->ptNegotiated = s->passthrough && s->ptOffered && !(want & FUSE_CAP_WRITEBACK_CACHE);
   if (s->maxWrite && s->maxWrite < conn->max_write) conn->max_write = s->maxWrite;
   if (s->maxReadahead && s->maxReadahead < conn->max_readahead) conn->max_readahead = s->maxReadahead;
   if (s->maxBackground) conn->max_background = s->maxBackground;
@@ -548,6 +641,7 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   r->v[5] = conn->max_readahead;
   r->v[6] = conn->max_background;
   r->v[7] = conn->congestion_threshold;
+  r->v[8] = s->ptNegotiated;
   push(s, r);
 }
 
@@ -1046,6 +1140,7 @@ static void deliver_one(Session *s, napi_value fn, napi_value recv, Rec *r) {
     s->nRequests++;
   }
   if (r->op == OP_FORGET) s->nForgets++;
+  if (r->op > 0 && r->op < OP_MAX) s->perOp[r->op]++;
 
   napi_value argv[20];
   size_t argc = 7;
@@ -1115,6 +1210,7 @@ static void deliver_one(Session *s, napi_value fn, napi_value recv, Rec *r) {
       const char *keys[] = {"protoMajor", "protoMinor", "capable", "want", "maxWrite",
                             "maxReadahead", "maxBackground", "congestionThreshold"};
       for (int i = 0; i < 8; i++) napi_set_named_property(env, o, keys[i], make_double(env, (double)r->v[i]));
+      napi_set_named_property(env, o, "passthrough", make_bool(env, r->v[8] != 0));
       add(o);
       break;
     }
@@ -1460,6 +1556,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     }
   }
   if (!read_opt_bool(env, argv[2], "writebackCache", &s->writeback) ||
+      !read_opt_bool(env, argv[2], "passthrough", &s->passthrough) ||
       !read_opt_bool(env, argv[2], "threaded", &s->threaded) ||
       !read_opt_u32(env, argv[2], "maxWrite", &s->maxWrite) ||
       !read_opt_u32(env, argv[2], "maxReadahead", &s->maxReadahead) ||
@@ -1528,6 +1625,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->mounted = true;
   s->mountpoint = mountpoint;
   int fd = fuse_session_fd(s->se);
+  // Passthrough needs to see and set protocol bits libfuse 3.14 does not know (see above).
+  if (s->passthrough && fuse_session_custom_io(s->se, &g_io, fd) != 0) s->passthrough = false;
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1639,6 +1738,13 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "maxBatch", make_double(env, (double)s->maxBatch));
   napi_set_named_property(env, o, "forgets", make_double(env, (double)s->nForgets));
   napi_set_named_property(env, o, "destroyed", make_bool(env, s->destroyed));
+  {
+    napi_value ops;
+    napi_create_object(env, &ops);
+    for (int i = 1; i < OP_MAX; i++)
+      if (s->perOp[i]) napi_set_element(env, ops, i, make_double(env, (double)s->perOp[i]));
+    napi_set_named_property(env, o, "byOp", ops);
+  }
   size_t pooled;
   {
     std::lock_guard<std::mutex> g(g_pool_lock);
@@ -1679,6 +1785,48 @@ static bool reply_args(napi_env env, napi_callback_info info, ReplyCtx *c, size_
     return false;
   }
   return true;
+}
+
+// An optional backing id (argument idx): undefined/0 = none; otherwise a positive int32.
+static bool get_backing(napi_env env, ReplyCtx *c, size_t idx, int32_t *out) {
+  *out = 0;
+  if (c->argc <= idx) return true;
+  napi_valuetype t;
+  if (napi_typeof(env, c->argv[idx], &t) != napi_ok) return false;
+  if (t == napi_undefined || t == napi_null) return true;
+  uint32_t v;
+  if (!get_u32(env, c->argv[idx], &v) || v > 0x7fffffffu) return false;
+  if (v && !c->s->ptNegotiated) return false;
+  *out = (int32_t)v;
+  return true;
+}
+
+// backingOpen(session, fd) -> backing id (> 0) | -errno: registers an open file as a
+// passthrough backing file (FUSE_DEV_IOC_BACKING_OPEN; needs CAP_SYS_ADMIN).
+static napi_value js_backing_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Session *s = argc >= 2 ? unwrap(env, argv[0]) : nullptr;
+  uint32_t fd;
+  if (!s || !get_u32(env, argv[1], &fd)) return throw_type(env, "backingOpen(session, fd)");
+  if (s->destroyed || !s->se) return make_int(env, -ENOTCONN);
+  if (!s->ptNegotiated) return make_int(env, -EOPNOTSUPP);
+  wire::backing_map m = {(int32_t)fd, 0, 0};
+  int id = ioctl(fuse_session_fd(s->se), wire::IOC_BACKING_OPEN, &m);
+  return make_int(env, id < 0 ? -errno : id);
+}
+
+// backingClose(session, id) -> 0 | -errno
+static napi_value js_backing_close(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Session *s = argc >= 2 ? unwrap(env, argv[0]) : nullptr;
+  uint32_t id;
+  if (!s || !get_u32(env, argv[1], &id)) return throw_type(env, "backingClose(session, id)");
+  if (s->destroyed || !s->se) return make_int(env, -ENOTCONN);
+  return make_int(env, ioctl(fuse_session_fd(s->se), wire::IOC_BACKING_CLOSE, &id) < 0 ? -errno : 0);
 }
 
 // null when the id is not (or no longer) in flight: a double reply, or after destroy.
@@ -1801,9 +1949,14 @@ static napi_value js_reply_create(napi_env env, napi_callback_info info) {
   decode_entry(p, &e);
   struct fuse_file_info fi;
   decode_open(fh, fl, &fi);
+  int32_t backing = 0;
+  if (!get_backing(env, &c, 5, &backing)) return throw_type(env, "bad backing id");
   fuse_req_t req = take(&c);
   if (!req) return make_null(env);
-  return result(env, fuse_reply_create(req, &e, &fi));
+  t_backing = backing;
+  int rc = fuse_reply_create(req, &e, &fi);
+  t_backing = 0;
+  return result(env, rc);
 }
 
 // replyAttr(s, id, statRecord, timeout)
@@ -1822,7 +1975,7 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
   return result(env, fuse_reply_attr(req, &st, timeout));
 }
 
-// replyOpen(s, id, fh, openFlags)
+// replyOpen(s, id, fh, openFlags[, backingId])
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   ReplyCtx c;
   if (!reply_args(env, info, &c, 4)) return nullptr;
@@ -1832,9 +1985,14 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   if (!get_u32(env, c.argv[3], &fl)) return throw_type(env, "bad open flags");
   struct fuse_file_info fi;
   decode_open(fh, fl, &fi);
+  int32_t backing = 0;
+  if (!get_backing(env, &c, 4, &backing)) return throw_type(env, "bad backing id");
   fuse_req_t req = take(&c);
   if (!req) return make_null(env);
-  return result(env, fuse_reply_open(req, &fi));
+  t_backing = backing;
+  int rc = fuse_reply_open(req, &fi);
+  t_backing = 0;
+  return result(env, rc);
 }
 
 // replyBuf(s, id, bytes[, length]) — the bytes go to the kernel straight from JS memory.
@@ -2075,6 +2233,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
       {"replyCreate", js_reply_create},
       {"replyAttr", js_reply_attr},
       {"replyOpen", js_reply_open},
+      {"backingOpen", js_backing_open},
+      {"backingClose", js_backing_close},
       {"replyBuf", js_reply_buf},
       {"replyReadlink", js_reply_readlink},
       {"replyWrite", js_reply_write},

@@ -1,4 +1,5 @@
 import { constants as fsc } from 'node:fs';
+import { constants as osc } from 'node:os';
 import { toErrno } from '../union/errors.ts';
 import type { Attr, Owner, TimeArg, UnionFs } from '../union/unionfs.ts';
 import type { DirItem } from '../union/readdir.ts';
@@ -8,6 +9,8 @@ import {
   EIO, LowLevelSession, SetAttr, direntSize,
   type Dirent, type Entry, type ExitInfo, type LowLevelOps, type Request, type SetattrArgs, type Stat,
 } from './lowlevel.ts';
+
+const { EPERM, EOPNOTSUPP, ENOTTY } = osc.errno;
 
 /**
  * The FUSE adapter on layerfs' own libfuse3 low-level binding (./lowlevel.ts): it keeps the
@@ -45,6 +48,11 @@ export interface LowLevelMountOptions {
   dispatch?: 'thread' | 'inline';
   /** Keep the kernel's page cache of files and directory listings across opens (default true). */
   keepCache?: boolean;
+  /**
+   * FUSE passthrough for files in the upper layer (default true; the kernel must offer it,
+   * Linux >= 6.9): the kernel reads and writes them itself, no request per read or write.
+   */
+  passthrough?: boolean;
   /** Where handler mistakes and EIO causes are reported (default src/log.ts). */
   logger?: (msg: string) => void;
   /**
@@ -97,6 +105,10 @@ export interface Node {
   children?: Map<string, Node>;
   /** UnionFs handles open on this node (an unlinked file is still reached through them). */
   fhs?: Set<number>;
+  /** Passthrough: the backing id the kernel knows this node's file by, and its open handles. */
+  pt?: { id: number; users: number };
+  /** Handles open on this node without passthrough (the kernel then caches its data). */
+  cachedOpens?: number;
   /** st_ino last reported to the kernel (the key of the hard-link index). */
   ino?: bigint;
   /** Names looked up in this directory since its last readdirplus (see readdir()). */
@@ -346,6 +358,10 @@ export class LowLevelAdapter {
   session?: LowLevelSession;
   private readonly dirs = new Map<number, DirHandle>();
   private readonly fhNode = new Map<number, Node>();
+  /** Handles opened with passthrough (the rest count in their node's cachedOpens). */
+  private readonly fhPass = new Set<number>();
+  /** Passthrough turned out unavailable (not negotiated, or not permitted): stop trying. */
+  private ptOff = false;
   private nextDir = 1;
   private readonly pool = new BufferPool(1 << 20, 16);
   private readonly t: number;
@@ -379,9 +395,12 @@ export class LowLevelAdapter {
     return m ? { uid: m.uidToDisk(r.uid), gid: m.gidToDisk(r.gid) } : { uid: r.uid, gid: r.gid };
   }
 
-  private opened(n: Node, fh: number): void {
+  /** A handle the kernel took; `backing`: the id its open was answered with (0: none). */
+  private opened(n: Node, fh: number, backing = 0): void {
     (n.fhs ??= new Set()).add(fh);
     this.fhNode.set(fh, n);
+    if (backing) this.fhPass.add(fh);
+    else n.cachedOpens = (n.cachedOpens ?? 0) + 1;
   }
 
   private released(fh: number): void {
@@ -390,6 +409,45 @@ export class LowLevelAdapter {
     this.fhNode.delete(fh);
     n.fhs?.delete(fh);
     if (n.fhs?.size === 0) n.fhs = undefined;
+    if (this.fhPass.delete(fh)) this.dropBacking(n);
+    else if (n.cachedOpens) n.cachedOpens--;
+  }
+
+  /**
+   * The backing id to answer an open of node `n` with handle `fh` (0: no passthrough), one
+   * more user of it. The kernel takes one backing file per inode and refuses an inode open in
+   * both modes at once, so: a node with handles open without passthrough gets none; a node
+   * passing through already shares its id; else the handle's file gets one if it is in the
+   * upper layer (a lower file is not the handle's file for good: copy-up moves it).
+   */
+  private backingFor(n: Node, fh: number): number {
+    const s = this.session;
+    if (this.ptOff || !s?.conn?.passthrough || n.cachedOpens) return 0;
+    if (n.pt) {
+      n.pt.users++;
+      return n.pt.id;
+    }
+    const fd = this.fs.upperFd(fh);
+    if (fd === null) return 0;
+    const id = s.backingOpen(fd);
+    if (id <= 0) {
+      // ELOOP & co. are about this file; these about the whole session.
+      if (id === -EPERM || id === -EOPNOTSUPP || id === -ENOTTY) {
+        this.ptOff = true;
+        this.log(`passthrough unavailable (${id}): files are served through the daemon`);
+      }
+      return 0;
+    }
+    n.pt = { id, users: 1 };
+    return id;
+  }
+
+  /** One user of the node's backing id less; the last one closes it. */
+  private dropBacking(n: Node): void {
+    const pt = n.pt;
+    if (!pt || --pt.users > 0) return;
+    n.pt = undefined;
+    this.session?.backingClose(pt.id);
   }
 
   /** A handle to reach a node by when its name is gone. */
@@ -638,9 +696,15 @@ export class LowLevelAdapter {
           if (this.o.writebackCache && (f & O_ACCMODE) === fsc.O_WRONLY) f = (f & ~O_ACCMODE) | fsc.O_RDWR;
           const writing = (f & O_ACCMODE) !== fsc.O_RDONLY || (f & fsc.O_TRUNC) !== 0;
           const fh = writing ? await this.watching([n], () => fs.open(p, f)) : await fs.open(p, f);
+          const backing = this.backingFor(n, fh);
           // -ENOENT: the open was interrupted; no release will come for it.
-          if (r.open(fh, { keepCache: this.keepCache }) === 0) this.opened(n, fh);
-          else fs.release(fh);
+          // (The kernel refuses keep_cache with passthrough: there is no page cache of ours then.)
+          if (r.open(fh, { keepCache: this.keepCache && !backing, backing }) === 0) {
+            this.opened(n, fh, backing);
+          } else {
+            if (backing) this.dropBacking(n);
+            fs.release(fh);
+          }
         }),
 
       create: (r, parent, name, mode, flags) =>
@@ -660,10 +724,12 @@ export class LowLevelAdapter {
             throw e;
           }
           const { node, created } = this.nodeFor(pn, name, path, attr);
-          if (r.create(this.entry(node, attr), fh, { keepCache: this.keepCache }) === 0) {
+          const backing = this.backingFor(node, fh);
+          if (r.create(this.entry(node, attr), fh, { keepCache: this.keepCache && !backing, backing }) === 0) {
             node.lookups++;
-            this.opened(node, fh);
+            this.opened(node, fh, backing);
           } else {
+            if (backing) this.dropBacking(node);
             fs.release(fh);
             if (created) t.dropIfUnused(node);
           }
@@ -978,6 +1044,7 @@ export async function mountLowLevel(fs: UnionFs, opts: LowLevelMountOptions): Pr
     options: opts.extra,
     debug: opts.debug,
     writebackCache: opts.writebackCache,
+    passthrough: opts.passthrough ?? true,
     dispatch: opts.dispatch,
     logger: opts.logger,
   });

@@ -57,9 +57,11 @@ interface Addon {
   replyErr(h: Handle, id: number, errno: number): number | null;
   replyNone(h: Handle, id: number): number | null;
   replyEntry(h: Handle, id: number, rec: Uint8Array): number | null;
-  replyCreate(h: Handle, id: number, rec: Uint8Array, fh: U64, flags: number): number | null;
+  replyCreate(h: Handle, id: number, rec: Uint8Array, fh: U64, flags: number, backing?: number): number | null;
   replyAttr(h: Handle, id: number, rec: Uint8Array, timeout: number): number | null;
-  replyOpen(h: Handle, id: number, fh: U64, flags: number): number | null;
+  replyOpen(h: Handle, id: number, fh: U64, flags: number, backing?: number): number | null;
+  backingOpen(h: Handle, fd: number): number;
+  backingClose(h: Handle, id: number): number;
   replyBuf(h: Handle, id: number, data: Uint8Array | null, length?: number): number | null;
   replyReadlink(h: Handle, id: number, target: Uint8Array | string): number | null;
   replyWrite(h: Handle, id: number, count: number): number | null;
@@ -77,6 +79,7 @@ interface NativeConfig {
   /** Op codes that have a handler. */
   ops: number[];
   writebackCache: boolean;
+  passthrough: boolean;
   threaded: boolean;
   maxWrite: number;
   maxReadahead: number;
@@ -200,6 +203,11 @@ export interface OpenOptions {
   /** opendir only: let the kernel cache the listing. */
   cacheReaddir?: boolean;
   noflush?: boolean;
+  /**
+   * open/create: a backing id from {@link LowLevelSession.backingOpen}: the kernel reads and
+   * writes that file itself (FOPEN_PASSTHROUGH), no read or write request reaches us.
+   */
+  backing?: number;
 }
 
 export interface StatfsReply {
@@ -251,6 +259,8 @@ export interface ConnInfo {
   maxReadahead: number;
   maxBackground: number;
   congestionThreshold: number;
+  /** FUSE_PASSTHROUGH negotiated: asked for (MountOptions.passthrough) and offered by the kernel. */
+  passthrough: boolean;
 }
 
 export interface SessionStats {
@@ -268,6 +278,8 @@ export interface SessionStats {
   maxBatch: number;
   forgets: number;
   destroyed: boolean;
+  /** Requests handed to JS, by op code ({@link Op}); codes never seen are absent. */
+  byOp: Record<number, number>;
   /** Write payloads handed to JS whose memory is not released yet (process-wide). */
   payloadsLive: number;
   /** Receive buffers waiting in the pool (process-wide). */
@@ -340,6 +352,11 @@ export interface LowLevelMountOptions {
   debug?: boolean;
   /** FUSE_CAP_WRITEBACK_CACHE (off by default). */
   writebackCache?: boolean;
+  /**
+   * Ask for FUSE passthrough (Linux >= 6.9, root; not with the writeback cache). Whether the
+   * kernel took it: {@link ConnInfo.passthrough}. Off by default.
+   */
+  passthrough?: boolean;
   /**
    * 'thread': a session thread reads /dev/fuse and wakes the JS thread (uv_async) per batch.
    * 'inline': the JS thread watches /dev/fuse itself (uv_poll) and reads what is there.
@@ -531,7 +548,7 @@ export class Request {
   create(e: Entry, fh: number, o?: OpenOptions): number {
     putEntry(scratchDv, 0, e);
     const fl = openFlags(o);
-    return this.send((a, h) => a.replyCreate(h, this.id, scratch, fh, fl));
+    return this.send((a, h) => a.replyCreate(h, this.id, scratch, fh, fl, o?.backing));
   }
 
   attr(st: Stat, timeout: number): number {
@@ -542,7 +559,7 @@ export class Request {
   /** open/opendir. A negative result (-ENOENT: the open was interrupted) means no release will come. */
   open(fh: number, o?: OpenOptions): number {
     const fl = openFlags(o);
-    return this.send((a, h) => a.replyOpen(h, this.id, fh, fl));
+    return this.send((a, h) => a.replyOpen(h, this.id, fh, fl, o?.backing));
   }
 
   /** read/getxattr/listxattr data: the bytes go to the kernel from this very memory. */
@@ -690,6 +707,7 @@ export class LowLevelSession {
     const config: NativeConfig = {
       ops,
       writebackCache: !!this.opts.writebackCache,
+      passthrough: !!this.opts.passthrough && !this.opts.writebackCache,
       threaded: (this.opts.dispatch ?? DEFAULT_DISPATCH) === 'thread',
       maxWrite: this.opts.maxWrite ?? 1 << 20,
       maxReadahead: this.opts.maxReadahead ?? 0,
@@ -882,6 +900,19 @@ export class LowLevelSession {
    */
   notifyInvalInode(ino: number, off = -1, len = 0): number {
     return this.addon.notifyInvalInode(this.handle, ino, off, len);
+  }
+
+  /**
+   * Register the open file `fd` as a passthrough backing file: its id (> 0) for
+   * {@link OpenOptions.backing}, or -errno (EOPNOTSUPP: passthrough was not negotiated; ELOOP:
+   * the file is on a stacked filesystem). The id stays valid until backingClose.
+   */
+  backingOpen(fd: number): number {
+    return this.addon.backingOpen(this.handle, fd);
+  }
+
+  backingClose(id: number): number {
+    return this.addon.backingClose(this.handle, id);
   }
 
   /**

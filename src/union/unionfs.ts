@@ -343,6 +343,17 @@ export class UnionFs {
     return this.files.size;
   }
 
+  /**
+   * The descriptor of an open handle whose file is in the upper layer (null: in a lower, or
+   * not open): a file the kernel may read and write directly (FUSE passthrough), since it is
+   * the one the union will use for this handle from now on. A lower file is not: a copy-up
+   * moves a handle open on it to the upper copy (see read()).
+   */
+  upperFd(fh: number): number | null {
+    const f = this.files.get(fh);
+    return f && f.upper ? f.fd : null;
+  }
+
   private addFile(f: OpenFile): number {
     const fh = this.nextFh++;
     this.files.set(fh, f);

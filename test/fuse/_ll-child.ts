@@ -24,6 +24,8 @@ export interface ChildConfig {
   cacheTimeout?: number;
   allowOther?: boolean;
   writebackCache?: boolean;
+  /** FUSE passthrough for upper files (the adapter's default: on). */
+  passthrough?: boolean;
   readdirplus?: boolean | 'adaptive';
   /** cycles mode: how many mount/unmount cycles, and a shell command run against MNT each time. */
   cycles?: number;
@@ -60,6 +62,7 @@ function mountUnion(): Promise<LowLevelMount> {
     extra: ['dev', 'suid'],
     debug: false,
     writebackCache: cfg.writebackCache,
+    passthrough: cfg.passthrough,
     readdirplus: cfg.readdirplus,
     logger,
   });
@@ -189,6 +192,9 @@ async function main(): Promise<void> {
     exited = m.exitInfo;
     conn = m.session.conn;
   }
+  // SIGUSR2: session statistics, a `stats` line on stdout (set before 'ready').
+  const session = cfg.mode === 'raw' ? null : lastMount?.session;
+  process.on('SIGUSR2', () => out('stats ' + JSON.stringify(session?.stats())));
   out('ready ' + JSON.stringify(conn));
   if (cfg.mode === 'exit-while-mounted') {
     // Leave without unmounting: the addon's exit hook must unmount.
@@ -196,9 +202,6 @@ async function main(): Promise<void> {
     return;
   }
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void unmount());
-  // SIGUSR2: session statistics on stderr (debugging aid).
-  const session = cfg.mode === 'raw' ? null : (await Promise.resolve(lastMount))?.session;
-  process.on('SIGUSR2', () => process.stderr.write('stats ' + JSON.stringify(session?.stats()) + '\n'));
   const info = await exited;
   out('exited ' + JSON.stringify(info));
   process.exit(0);

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { run } from '../helpers/exec.ts';
 import { isMounted, makeTmp, removeTmp, repoRoot } from '../helpers/mounts.ts';
 import { UnionFs } from '../../src/union/unionfs.ts';
-import { Cap } from '../../src/fuse/lowlevel.ts';
+import { Cap, Op } from '../../src/fuse/lowlevel.ts';
 import type { ChildConfig } from './_ll-child.ts';
 
 const fsp = fs.promises;
@@ -33,7 +33,7 @@ test('the addon is built (npm ci runs node-gyp rebuild)', (t) => t.true(fs.exist
 
 interface Child {
   proc: ChildProcess;
-  conn: { maxWrite: number; want: number; capable: number };
+  conn: { maxWrite: number; want: number; capable: number; passthrough: boolean };
   stderr(): string;
   /** The next stdout line starting with `prefix` (JSON after it, parsed). */
   line(prefix: string, timeoutMs?: number): Promise<any>;
@@ -536,4 +536,68 @@ ltest('no leaks: 50 mount/unmount cycles with request bursts in one process (aft
   t.true(slope < 0.1, `RSS climbs ${(slope * 1024).toFixed(0)} KiB per cycle`);
   t.is(await c.exit, 0);
   t.false(isMounted(L.mnt));
+});
+
+// ---------------------------------------------------------------------------------------
+// passthrough
+
+/** Requests of each op code the child's session has handed to JS so far. */
+async function opCounts(c: Child): Promise<(op: number) => number> {
+  c.proc.kill('SIGUSR2');
+  const st = (await c.line('stats')) as { byOp: Record<string, number> };
+  return (op) => st.byOp[String(op)] ?? 0;
+}
+
+async function passthroughRound(t: ExecutionContext, passthrough: boolean): Promise<{ reads: number; writes: number }> {
+  const L = layers(t, 1, ([l]) => fs.writeFileSync(path.join(l!, 'low'), 'lower data'));
+  // A file already in the upper (its data never passed through the mount).
+  const big = randomBytes(1 << 20);
+  fs.writeFileSync(path.join(L.upper, 'up'), big);
+  const c = await mountUnion(t, L, { passthrough });
+  t.is(c.conn.passthrough, passthrough, 'negotiated exactly when asked (this kernel offers it)');
+  const before = await opCounts(c);
+  // 200 writes into a new file, then the upper file read whole.
+  const fh = await fsp.open(L.m('new'), 'w');
+  const block = Buffer.alloc(4096, 'a');
+  for (let i = 0; i < 200; i++) await fh.write(block, 0, block.length, i * block.length);
+  await fh.close();
+  t.is(sha(await fsp.readFile(L.m('up'))), sha(big));
+  const after = await opCounts(c);
+  t.is(fs.statSync(path.join(L.upper, 'new')).size, 200 * 4096, 'the data is in the upper file');
+  t.is(sha(fs.readFileSync(path.join(L.upper, 'new'))), sha(Buffer.alloc(200 * 4096, 'a')));
+
+  // A lower file open read-only (served by the daemon) while another descriptor writes it
+  // (copy-up): the open for writing must not ask the kernel for passthrough on an inode it
+  // caches, and the first descriptor follows the copy-up.
+  const ro = await fsp.open(L.m('low'), 'r');
+  const buf = Buffer.alloc(32);
+  t.is((await ro.read(buf, 0, 32, 0)).bytesRead, 10);
+  await fsp.writeFile(L.m('low'), 'upper data!', { flag: 'r+' });
+  const n = (await ro.read(buf, 0, 32, 0)).bytesRead;
+  t.is(buf.toString('utf8', 0, n), 'upper data!');
+  await ro.close();
+  // Copied up and closed: now it may pass through. Two descriptors on it at once share it.
+  const a = await fsp.open(L.m('low'), 'r');
+  const b = await fsp.open(L.m('low'), 'r+');
+  await b.write(Buffer.from('UPPER'), 0, 5, 0);
+  const m = (await a.read(buf, 0, 32, 0)).bytesRead;
+  t.is(buf.toString('utf8', 0, m), 'UPPER data!');
+  await a.close();
+  await b.close();
+  t.is(fs.readFileSync(path.join(L.upper, 'low'), 'utf8'), 'UPPER data!');
+  t.is(fs.readFileSync(path.join(L.lowers[0]!, 'low'), 'utf8'), 'lower data', 'the lower is untouched');
+  await c.stop();
+  t.is(c.stderr().match(/^LOG .*/m)?.[0], undefined, 'no handler complaints');
+  return { reads: after(Op.READ) - before(Op.READ), writes: after(Op.WRITE) - before(Op.WRITE) };
+}
+
+ltest('passthrough: upper files are read and written by the kernel, no READ/WRITE reaches the daemon', async (t) => {
+  const r = await passthroughRound(t, true);
+  t.deepEqual(r, { reads: 0, writes: 0 });
+});
+
+ltest('passthrough off: the same reads and writes do reach the daemon (what the test above tells apart)', async (t) => {
+  const r = await passthroughRound(t, false);
+  t.true(r.writes >= 200, `${r.writes} WRITE requests for 200 writes`);
+  t.true(r.reads >= 1, `${r.reads} READ requests for 1 MiB never read before`);
 });
