@@ -150,6 +150,10 @@ function fast(): Fast | null {
   return fastLib;
 }
 
+// Loaded with this module, not at the first call: a daemon opens nothing but its layers once it
+// serves (test/hostile/strace.test.ts watches exactly that).
+fast();
+
 /** Which implementation serves the per-request calls: 'addon' or 'koffi'. */
 export function sysBackend(): 'addon' | 'koffi' {
   return fast() ? 'addon' : 'koffi';
