@@ -61,19 +61,22 @@ export class Layer {
   }
 }
 
+/** An empty, `.` or `..` component (or a trailing `/`), a NUL, or a char that is not a byte. */
+const BAD_PATH = /\/(?:\.\.?)?(?:\/|$)|\0|[^\x00-\xff]/;
+/** A component longer than NAME_MAX (255 bytes). */
+const LONG_NAME = /[^/]{256}/;
+
 /**
  * Validate a union path (a byte string): absolute, no empty, '.' or '..' components, no NUL,
  * nothing but bytes.
  */
 export function checkPath(p: string): string {
   if (p === '/') return p;
-  if (p.length === 0 || p[0] !== '/' || p.endsWith('/') || p.includes('\0') || /[^\x00-\xff]/.test(p)) {
+  // One regex pass: this runs for every request, and splitting the path cost microseconds.
+  if (p.length === 0 || p.charCodeAt(0) !== 0x2f || BAD_PATH.test(p)) {
     throw fsErr('EINVAL', `bad path ${JSON.stringify(p)}`);
   }
-  for (const c of p.slice(1).split('/')) {
-    if (c === '' || c === '.' || c === '..') throw fsErr('EINVAL', `bad path ${JSON.stringify(p)}`);
-    if (c.length > 255) throw fsErr('ENAMETOOLONG');
-  }
+  if (p.length > 256 && LONG_NAME.test(p)) throw fsErr('ENAMETOOLONG');
   return p;
 }
 
