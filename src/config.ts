@@ -61,6 +61,11 @@ export interface MountRequest {
   /** timeout=N, a non-negative integer number of seconds (0: the kernel caches nothing). */
   timeoutSeconds?: number;
   /**
+   * passthrough=on|off: the kernel reads and writes upper files itself (FUSE passthrough,
+   * Linux >= 6.9; backend=lowlevel). Default on; off sends every read and write to the daemon.
+   */
+  passthrough: boolean;
+  /**
    * backend=: the FUSE binding the daemon serves through. 'lowlevel' (default): layerfs' own
    * libfuse3 low-level addon; 'fuse-native': the fuse-native package on libfuse 2 (known
    * defects, README).
@@ -279,7 +284,7 @@ const FEATURE_OFF_ONLY: ReadonlyMap<string, { accepted: string[]; unsupported: s
 
 /** Options that take a value and affect the request (besides the tables above). */
 const EFFECTIVE_VALUED: ReadonlySet<string> = new Set([
-  'lowerdir', 'upperdir', 'workdir', 'redirect_dir', 'fsname', 'timeout',
+  'lowerdir', 'upperdir', 'workdir', 'redirect_dir', 'fsname', 'timeout', 'passthrough',
   'uidmapping', 'gidmapping', 'backend', 'trace', 'squash_to_uid', 'squash_to_gid',
   'xattr_permissions',
 ]);
@@ -405,6 +410,12 @@ function applyOption(st: ParseState, item: string): void {
       req.timeoutSeconds = Number(v);
       return;
     }
+    case 'passthrough': {
+      const v = unescape(requireValue(name, raw));
+      checkValue(name, v, oneOf('on', 'off'));
+      req.passthrough = v === 'on';
+      return;
+    }
     case 'trace': {
       const v = unescape(requireValue(name, raw));
       if (v === '') throw new ConfigError('layerfs: trace= is empty');
@@ -515,6 +526,7 @@ export function defaultMountRequest(): MountRequest {
     nodev: false,
     nosuid: false,
     noexec: false,
+    passthrough: true,
     backend: 'lowlevel',
     ignored: [],
   };

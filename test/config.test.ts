@@ -184,6 +184,14 @@ test('timeout=0 (no kernel caching) is accepted; backend= defaults to lowlevel',
   t.is(parseMountArgs(['-o', 'lowerdir=/a,backend=fuse-native,backend=lowlevel', '/m']).backend, 'lowlevel');
 });
 
+test('passthrough=on|off; default on', (t) => {
+  t.is(parseMountArgs(['-o', 'lowerdir=/a', '/m']).passthrough, true);
+  t.is(parseMountArgs(['-o', 'lowerdir=/a,passthrough=off', '/m']).passthrough, false);
+  t.is(parseMountArgs(['-o', 'lowerdir=/a,passthrough=off,passthrough=on', '/m']).passthrough, true);
+  optError(t, 'lowerdir=/a,passthrough=yes', "layerfs: invalid value for passthrough: 'yes' (expected on or off)");
+  optError(t, 'lowerdir=/a,passthrough', "layerfs: mount option 'passthrough' requires a value");
+});
+
 test('redirect_dir accepts off, follow and nofollow; default is off', (t) => {
   t.is(parseMountArgs(['-o', 'lowerdir=/a', '/m']).redirectDir, 'off');
   for (const v of ['off', 'follow', 'nofollow'] as const) {

@@ -54,6 +54,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     cacheTimeout: cfg.timeoutSeconds ?? DEFAULT_CACHE_SECONDS,
     extra,
     debug: cfg.debug,
+    passthrough: cfg.passthrough,
     idmap: IdMap.fromOptions(cfg),
     overrideStat: cfg.xattrPermissions === 2,
   };
