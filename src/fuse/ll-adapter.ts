@@ -423,12 +423,12 @@ export class LowLevelAdapter {
   private backingFor(n: Node, fh: number): number {
     const s = this.session;
     if (this.ptOff || !s?.conn?.passthrough || n.cachedOpens) return 0;
+    const fd = this.fs.upperFd(fh);
+    if (fd === null) return 0;
     if (n.pt) {
       n.pt.users++;
       return n.pt.id;
     }
-    const fd = this.fs.upperFd(fh);
-    if (fd === null) return 0;
     const id = s.backingOpen(fd);
     if (id <= 0) {
       // ELOOP & co. are about this file; these about the whole session.
