@@ -113,6 +113,11 @@ export interface Node {
   ino?: bigint;
   /** Names looked up in this directory since its last readdirplus (see readdir()). */
   childLookups?: number;
+  /**
+   * A directory whose listing we served with cache_readdir since its listing was last
+   * invalidated: the kernel may hold it (see copiedUp()).
+   */
+  listed?: boolean;
 }
 
 /**
@@ -575,13 +580,18 @@ export class LowLevelAdapter {
       }
       if (!upper) continue;
       this.session.notifyInvalInode(n.id, -1, 0);
-      if (this.keepCache && n.parent) listings.add(n.parent);
+      if (n.parent?.listed) listings.add(n.parent);
     }
     // A listing the kernel keeps (cache_readdir) holds each entry's d_ino, which copy-up just
     // changed: drop the listings of the copied-up objects' directories. A directory's page
     // cache holds nothing but such listings, and the kernel never keeps those pages locked
-    // while it waits for us, so this data invalidation cannot block.
-    for (const d of listings) this.session.notifyInvalInode(d.id, 0, 0);
+    // while it waits for us, so this data invalidation cannot block. Only listings we served
+    // (`listed`): the invalidation also drops the directory's attributes, which would cost a
+    // GETATTR before the next lookup in it.
+    for (const d of listings) {
+      d.listed = false;
+      this.session.notifyInvalInode(d.id, 0, 0);
+    }
   }
 
   private async watching<T>(starts: (Node | undefined)[], f: () => Promise<T>): Promise<T> {
@@ -959,6 +969,7 @@ export class LowLevelAdapter {
       return;
     }
     const plus = askedPlus && (this.o.readdirplus !== 'adaptive' || (dh.node.childLookups ?? 0) > 0);
+    if (this.keepCache) dh.node.listed = true; // opendir asked the kernel to keep it
     if (askedPlus) dh.node.childLookups = 0;
     if (off === 0 || !dh.items) dh.items = fs.readdir(dir);
     const items = dh.items;
