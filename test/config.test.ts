@@ -192,6 +192,15 @@ test('passthrough=on|off; default on', (t) => {
   optError(t, 'lowerdir=/a,passthrough', "layerfs: mount option 'passthrough' requires a value");
 });
 
+test('spin=N microseconds, 0 to 10000; default 50', (t) => {
+  t.is(parseMountArgs(['-o', 'lowerdir=/a', '/m']).spinUs, 50);
+  t.is(parseMountArgs(['-o', 'lowerdir=/a,spin=0', '/m']).spinUs, 0);
+  t.is(parseMountArgs(['-o', 'lowerdir=/a,spin=10000', '/m']).spinUs, 10000);
+  for (const v of ['10001', '-1', 'abc', '', '1.5', '050', '99999']) {
+    optError(t, `lowerdir=/a,spin=${v}`, `layerfs: invalid value for spin: '${v}' (expected microseconds, 0 to 10000)`);
+  }
+});
+
 test('redirect_dir accepts off, follow and nofollow; default is off', (t) => {
   t.is(parseMountArgs(['-o', 'lowerdir=/a', '/m']).redirectDir, 'off');
   for (const v of ['off', 'follow', 'nofollow'] as const) {

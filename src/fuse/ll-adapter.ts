@@ -53,6 +53,8 @@ export interface LowLevelMountOptions {
    * Linux >= 6.9): the kernel reads and writes them itself, no request per read or write.
    */
   passthrough?: boolean;
+  /** Microseconds to keep reading after answering before the daemon sleeps (see lowlevel.ts). */
+  spinUs?: number;
   /** Where handler mistakes and EIO causes are reported (default src/log.ts). */
   logger?: (msg: string) => void;
   /**
@@ -1056,6 +1058,7 @@ export async function mountLowLevel(fs: UnionFs, opts: LowLevelMountOptions): Pr
     debug: opts.debug,
     writebackCache: opts.writebackCache,
     passthrough: opts.passthrough ?? true,
+    spinUs: opts.spinUs,
     dispatch: opts.dispatch,
     logger: opts.logger,
   });

@@ -55,6 +55,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     extra,
     debug: cfg.debug,
     passthrough: cfg.passthrough,
+    spinUs: cfg.spinUs,
     idmap: IdMap.fromOptions(cfg),
     overrideStat: cfg.xattrPermissions === 2,
   };

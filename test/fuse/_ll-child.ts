@@ -26,6 +26,8 @@ export interface ChildConfig {
   writebackCache?: boolean;
   /** FUSE passthrough for upper files (the adapter's default: on). */
   passthrough?: boolean;
+  /** Microseconds to keep reading after answering (default 0 here). */
+  spinUs?: number;
   readdirplus?: boolean | 'adaptive';
   /** cycles mode: how many mount/unmount cycles, and a shell command run against MNT each time. */
   cycles?: number;
@@ -63,6 +65,7 @@ function mountUnion(): Promise<LowLevelMount> {
     debug: false,
     writebackCache: cfg.writebackCache,
     passthrough: cfg.passthrough,
+    spinUs: cfg.spinUs,
     readdirplus: cfg.readdirplus,
     logger,
   });

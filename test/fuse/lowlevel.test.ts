@@ -601,3 +601,32 @@ ltest('passthrough off: the same reads and writes do reach the daemon (what the 
   t.true(r.writes >= 200, `${r.writes} WRITE requests for 200 writes`);
   t.true(r.reads >= 1, `${r.reads} READ requests for 1 MiB never read before`);
 });
+
+// ---------------------------------------------------------------------------------------
+// spinning
+
+async function spinRound(t: ExecutionContext, spinUs: number): Promise<{ hits: number; requests: number }> {
+  const L = layers(t, 1, ([l]) => fs.writeFileSync(path.join(l!, 'f'), 'x'));
+  // Timeout 0: every stat is a GETATTR round trip.
+  const c = await mountUnion(t, L, { spinUs, cacheTimeout: 0 });
+  c.proc.kill('SIGUSR2');
+  const before = (await c.line('stats')) as { spinHits: number; requests: number };
+  await shOk('python3', '-c', 'import os, sys\nfor _ in range(2000): os.stat(sys.argv[1])', L.m('f'));
+  c.proc.kill('SIGUSR2');
+  const after = (await c.line('stats')) as { spinHits: number; requests: number };
+  await c.stop();
+  return { hits: after.spinHits - before.spinHits, requests: after.requests - before.requests };
+}
+
+ltest('spinning: with spinUs the next request of a tight loop is found by the spin, not by a wake-up', async (t) => {
+  const r = await spinRound(t, 2000);
+  t.true(r.requests >= 2000, `${r.requests} requests`);
+  // Most of them: the client sends the next stat within microseconds of our answer.
+  t.true(r.hits > r.requests / 2, `${r.hits} of ${r.requests} requests found by spinning`);
+});
+
+ltest('spinning off (spinUs 0): every request comes through the event loop', async (t) => {
+  const r = await spinRound(t, 0);
+  t.true(r.requests >= 2000, `${r.requests} requests`);
+  t.is(r.hits, 0);
+});
