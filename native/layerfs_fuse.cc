@@ -47,6 +47,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -1447,7 +1448,8 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       continue;
     }
     if (now_ns() >= until) break;
-    __builtin_ia32_pause();
+    // Should the client be waiting for this very CPU, it gets it.
+    sched_yield();
   }
 }
 

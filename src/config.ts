@@ -18,6 +18,7 @@
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
 import { parseMountinfo, withoutIdmap } from './mountinfo.ts';
 
 /** A user-facing configuration error; the message is one line starting with "layerfs: ". */
@@ -307,8 +308,11 @@ const SINGLE_USE: ReadonlySet<string> = new Set([
 
 const MAX_ID = 0xffffffff;
 
-/** spin=: default and bound, in microseconds (see MountRequest.spinUs). */
-export const DEFAULT_SPIN_US = 50;
+/**
+ * spin=: default and bound, in microseconds (see MountRequest.spinUs). On one CPU there is no
+ * other CPU to stay awake for: spinning would only keep the client waiting, so it is off.
+ */
+export const DEFAULT_SPIN_US = os.availableParallelism() > 1 ? 50 : 0;
 const MAX_SPIN_US = 10_000;
 
 /** CONTAINER:HOST:SIZE triples joined by ':', optionally with a leading ':'. */
