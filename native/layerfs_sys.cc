@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -173,6 +174,98 @@ napi_value js_utimensat(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
+// The copy-up of a small regular file in one call (src/union/copyup.ts): data, then owner,
+// xattrs (but the two private prefixes), mode and times, all through the two descriptors.
+//   copyFile(src, dst, skip1, skip2, uid, gid, mode, asec, ansec, msec, mnsec) -> 0 | -errno
+// src is opened O_NOFOLLOW (never a symlink planted in its place); dst is created O_EXCL
+// (mode 0600 until the end) and left in place on failure, for the caller to remove. Owner
+// before xattrs: chown drops security.capability. An xattr the destination filesystem does
+// not support (ENOTSUP) is skipped, as copyMetadata does.
+int copy_data(int in, int out) {
+  for (;;) {
+    ssize_t n = copy_file_range(in, nullptr, out, nullptr, 1 << 30, 0);
+    if (n > 0) continue;
+    if (n == 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno != EXDEV && errno != EINVAL && errno != EOPNOTSUPP && errno != ENOSYS) return -errno;
+    break;  // no in-kernel copy between these two: plain reads and writes
+  }
+  for (;;) {
+    ssize_t n = read(in, g_scratch, XMAX);
+    if (n == 0) return 0;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(out, g_scratch + off, n - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return -errno;
+      }
+      off += w;
+    }
+  }
+}
+
+int copy_xattrs(int in, int out, const std::string &skip1, const std::string &skip2) {
+  std::vector<char> names(XMAX);
+  ssize_t len = flistxattr(in, names.data(), names.size());
+  if (len < 0) return (errno == ENOTSUP) ? 0 : -errno;
+  for (ssize_t i = 0; i < len;) {
+    const char *name = names.data() + i;
+    size_t nlen = strlen(name);
+    i += nlen + 1;
+    if (nlen == 0) continue;
+    if ((!skip1.empty() && strncmp(name, skip1.c_str(), skip1.size()) == 0) ||
+        (!skip2.empty() && strncmp(name, skip2.c_str(), skip2.size()) == 0))
+      continue;
+    ssize_t vlen = fgetxattr(in, name, g_scratch, XMAX);
+    if (vlen < 0) {
+      if (errno == ENODATA) continue;  // removed meanwhile
+      return -errno;
+    }
+    if (fsetxattr(out, name, g_scratch, (size_t)vlen, 0) < 0 && errno != ENOTSUP) return -errno;
+  }
+  return 0;
+}
+
+napi_value js_copy_file(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  std::string src, dst, skip1, skip2;
+  int64_t uid, gid, mode, as, an, ms, mn;
+  if (argc < 11 || !get_path(env, argv[0], &src) || !get_path(env, argv[1], &dst) || !get_str(env, argv[2], &skip1) ||
+      !get_str(env, argv[3], &skip2) || !get_int(env, argv[4], &uid) || !get_int(env, argv[5], &gid) ||
+      !get_int(env, argv[6], &mode) || !get_int(env, argv[7], &as) || !get_int(env, argv[8], &an) ||
+      !get_int(env, argv[9], &ms) || !get_int(env, argv[10], &mn))
+    return fail_type(env, "copyFile(src, dst, skip1, skip2, uid, gid, mode, asec, ansec, msec, mnsec)");
+  int in = open(src.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) return num(env, -errno);
+  int out = open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (out < 0) {
+    int e = errno;
+    close(in);
+    return num(env, -e);
+  }
+  int rc = copy_data(in, out);
+  if (rc == 0 && fchown(out, (uid_t)uid, (gid_t)gid) < 0) rc = -errno;
+  if (rc == 0) rc = copy_xattrs(in, out, skip1, skip2);
+  if (rc == 0 && fchmod(out, (mode_t)(mode & 07777)) < 0) rc = -errno;
+  if (rc == 0) {
+    struct timespec ts[2];
+    ts[0].tv_sec = as;
+    ts[0].tv_nsec = an;
+    ts[1].tv_sec = ms;
+    ts[1].tv_nsec = mn;
+    if (futimens(out, ts) < 0) rc = -errno;
+  }
+  close(in);
+  if (close(out) < 0 && rc == 0) rc = -errno;
+  return num(env, rc);
+}
+
 napi_value init(napi_env env, napi_value exports) {
   struct {
     const char *name;
@@ -180,6 +273,7 @@ napi_value init(napi_env env, napi_value exports) {
   } fns[] = {
       {"lgetxattr", js_lgetxattr},       {"llistxattr", js_llistxattr}, {"lsetxattr", js_lsetxattr},
       {"lremovexattr", js_lremovexattr}, {"renameat2", js_renameat2},   {"utimensat", js_utimensat},
+      {"copyFile", js_copy_file},
   };
   for (auto &f : fns) {
     napi_value v;

@@ -19,6 +19,7 @@ import {
   renameat2,
   statfs,
   sysBackend,
+  copyFileWithMeta,
   timespecFromNs,
   umount2,
   UMOUNT_NOFOLLOW,
@@ -635,4 +636,35 @@ test('the per-request calls run through the own addon, and the koffi fallback an
   t.deepEqual(fast.times, ['-4999999993', '1700000000123456789']);
   t.is(fast.swapped, true);
   t.is(fast.noreplace, 'EEXIST renameat2 true');
+});
+
+test('copyFileWithMeta: data, owner, xattrs but the private ones, mode and times in one call; nothing through a symlink', (t) => {
+  const dir = tmpDir(t);
+  const src = path.join(dir, 'src');
+  fs.writeFileSync(src, randomBytes(70_000)); // more than the addon's 64 KiB scratch buffer
+  fs.chownSync(src, 1234, 5678);
+  fs.chmodSync(src, 0o4751);
+  lsetxattr(src, 'user.keep', Buffer.from([0, 1, 2]));
+  lsetxattr(src, 'trusted.overlay.opaque', 'y');
+  lsetxattr(src, 'user.overlay.whiteout', 'y');
+  lsetxattr(src, 'trusted.other', 'v');
+  const at = { sec: 1_600_000_000n, nsec: 123 };
+  const mt = { sec: -86_400n, nsec: 999_999_999 };
+  const dst = path.join(dir, 'dst');
+  t.true(copyFileWithMeta(src, dst, ['trusted.overlay.', 'user.overlay.'], { uid: 1234, gid: 5678 }, 0o4751, at, mt));
+  const st = fs.lstatSync(dst, { bigint: true }); // before reading it (relatime would move atime)
+  t.deepEqual(fs.readFileSync(dst), fs.readFileSync(src));
+  t.is(Number(st.mode) & 0o7777, 0o4751, 'set-uid survives the chown (mode after owner)');
+  t.deepEqual([Number(st.uid), Number(st.gid)], [1234, 5678]);
+  t.is(st.atimeNs, 1_600_000_000_000_000_123n);
+  t.is(st.mtimeNs, -86_400n * 1_000_000_000n + 999_999_999n);
+  t.deepEqual(llistxattr(dst).sort(), ['trusted.other', 'user.keep']);
+  t.deepEqual([...lgetxattr(dst, 'user.keep')!], [0, 1, 2]);
+  // The destination is made exclusively; the source is never followed.
+  const again = t.throws(() => copyFileWithMeta(src, dst, ['a.', 'b.'], { uid: 0, gid: 0 }, 0o644, at, mt)) as SysError;
+  t.is(again.code, 'EEXIST');
+  fs.symlinkSync(src, path.join(dir, 'link'));
+  const viaLink = t.throws(() => copyFileWithMeta(path.join(dir, 'link'), path.join(dir, 'd2'), ['a.', 'b.'], { uid: 0, gid: 0 }, 0o644, at, mt)) as SysError;
+  t.is(viaLink.code, 'ELOOP');
+  t.false(fs.existsSync(path.join(dir, 'd2')), 'nothing made when the source cannot be opened');
 });

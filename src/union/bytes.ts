@@ -161,6 +161,13 @@ export function lremovexattr(p: string, name: string): void {
   sys.lremovexattr(osPath(p), name);
 }
 
+export function copyFileWithMeta(
+  src: string, dst: string, skip: readonly [string, string], owner: { uid: number; gid: number },
+  mode: number, atime: sys.Timespec, mtime: sys.Timespec,
+): boolean {
+  return sys.copyFileWithMeta(osPath(src), osPath(dst), skip, owner, mode, atime, mtime);
+}
+
 export function renameat2(from: string, to: string, flags: number): void {
   sys.renameat2(osPath(from), osPath(to), flags);
 }

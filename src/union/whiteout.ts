@@ -19,15 +19,18 @@ export const OCI_OPAQUE = '.wh..wh..opq';
 
 export class WhiteoutFormat {
   readonly prefix: string;
+  /** The name prefixes of overlay-private xattrs (never copied up, never shown). */
+  readonly privatePrefixes: readonly [string, string];
   readonly opaqueXattr: string;
   constructor(userxattr: boolean) {
     this.prefix = userxattr ? 'user.overlay.' : 'trusted.overlay.';
     this.opaqueXattr = this.prefix + 'opaque';
+    this.privatePrefixes = ['trusted.overlay.', this.prefix];
   }
 
   /** Overlay-private xattrs are hidden from users, as the kernel hides them. */
   isPrivateXattr(name: string): boolean {
-    return name.startsWith('trusted.overlay.') || name.startsWith(this.prefix);
+    return name.startsWith(this.privatePrefixes[0]) || name.startsWith(this.privatePrefixes[1]);
   }
 
   isOpaqueDir(absDir: string, allowOci: boolean): boolean {
