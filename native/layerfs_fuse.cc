@@ -41,6 +41,7 @@
 #include <fuse_lowlevel.h>
 
 #include <node_api.h>
+#include "napi_util.h"
 #include <uv.h>
 
 #include <errno.h>
@@ -248,16 +249,6 @@ static bool get_bytes(napi_env env, napi_value v, const char **data, size_t *len
     return true;
   }
   return false;
-}
-
-static bool get_string(napi_env env, napi_value v, std::string *out) {
-  size_t n;
-  if (napi_get_value_string_utf8(env, v, nullptr, 0, &n) != napi_ok) return false;
-  out->resize(n + 1);
-  size_t got;
-  if (napi_get_value_string_utf8(env, v, &(*out)[0], n + 1, &got) != napi_ok) return false;
-  out->resize(got);
-  return true;
 }
 
 // The bytes of a byte string (latin1). Node-API would truncate a char above 0xff to its low

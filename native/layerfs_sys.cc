@@ -13,6 +13,7 @@
 // a 64 KiB scratch buffer answers a get or a list (no size query first).
 
 #include <node_api.h>
+#include "napi_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,31 +48,13 @@ napi_value fail_type(napi_env env, const char *msg) {
 bool get_path(napi_env env, napi_value v, std::string *out) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok) return false;
-  if (t == napi_string) {
-    size_t n;
-    if (napi_get_value_string_utf8(env, v, nullptr, 0, &n) != napi_ok) return false;
-    out->resize(n + 1);
-    size_t got;
-    if (napi_get_value_string_utf8(env, v, &(*out)[0], n + 1, &got) != napi_ok) return false;
-    out->resize(got);
-    return true;
-  }
+  if (t == napi_string) return get_string(env, v, out);
   bool isBuf = false;
   if (napi_is_buffer(env, v, &isBuf) != napi_ok || !isBuf) return false;
   void *p;
   size_t n;
   if (napi_get_buffer_info(env, v, &p, &n) != napi_ok) return false;
   out->assign((const char *)p, n);
-  return true;
-}
-
-bool get_str(napi_env env, napi_value v, std::string *out) {
-  size_t n;
-  if (napi_get_value_string_utf8(env, v, nullptr, 0, &n) != napi_ok) return false;
-  out->resize(n + 1);
-  size_t got;
-  if (napi_get_value_string_utf8(env, v, &(*out)[0], n + 1, &got) != napi_ok) return false;
-  out->resize(got);
   return true;
 }
 
@@ -92,7 +75,7 @@ napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   std::string path, name;
-  if (argc < 2 || !get_path(env, argv[0], &path) || !get_str(env, argv[1], &name))
+  if (argc < 2 || !get_path(env, argv[0], &path) || !get_string(env, argv[1], &name))
     return fail_type(env, "lgetxattr(path, name)");
   ssize_t n = lgetxattr(path.c_str(), name.c_str(), g_scratch, XMAX);
   if (n < 0) return num(env, -errno);
@@ -121,7 +104,7 @@ napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
   void *val = nullptr;
   size_t len = 0;
   bool isBuf = false;
-  if (argc < 4 || !get_path(env, argv[0], &path) || !get_str(env, argv[1], &name) ||
+  if (argc < 4 || !get_path(env, argv[0], &path) || !get_string(env, argv[1], &name) ||
       napi_is_buffer(env, argv[2], &isBuf) != napi_ok || !isBuf ||
       napi_get_buffer_info(env, argv[2], &val, &len) != napi_ok || !get_int(env, argv[3], &flags))
     return fail_type(env, "lsetxattr(path, name, value, flags)");
@@ -135,7 +118,7 @@ napi_value js_lremovexattr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   std::string path, name;
-  if (argc < 2 || !get_path(env, argv[0], &path) || !get_str(env, argv[1], &name))
+  if (argc < 2 || !get_path(env, argv[0], &path) || !get_string(env, argv[1], &name))
     return fail_type(env, "lremovexattr(path, name)");
   if (lremovexattr(path.c_str(), name.c_str()) < 0) return num(env, -errno);
   return num(env, 0);
@@ -236,8 +219,8 @@ napi_value js_copy_file(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   std::string src, dst, skip1, skip2;
   int64_t uid, gid, mode, as, an, ms, mn;
-  if (argc < 11 || !get_path(env, argv[0], &src) || !get_path(env, argv[1], &dst) || !get_str(env, argv[2], &skip1) ||
-      !get_str(env, argv[3], &skip2) || !get_int(env, argv[4], &uid) || !get_int(env, argv[5], &gid) ||
+  if (argc < 11 || !get_path(env, argv[0], &src) || !get_path(env, argv[1], &dst) || !get_string(env, argv[2], &skip1) ||
+      !get_string(env, argv[3], &skip2) || !get_int(env, argv[4], &uid) || !get_int(env, argv[5], &gid) ||
       !get_int(env, argv[6], &mode) || !get_int(env, argv[7], &as) || !get_int(env, argv[8], &an) ||
       !get_int(env, argv[9], &ms) || !get_int(env, argv[10], &mn))
     return fail_type(env, "copyFile(src, dst, skip1, skip2, uid, gid, mode, asec, ansec, msec, mnsec)");

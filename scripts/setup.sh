@@ -47,9 +47,14 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
-# The addon alone: missing (a cleaned build/), or older than its sources.
-if [ ! -f "$addon" ] || [ ! -f "$sysaddon" ] || [ binding.gyp -nt "$addon" ] || [ native/layerfs_fuse.cc -nt "$addon" ] ||
-   [ binding.gyp -nt "$sysaddon" ] || [ native/layerfs_sys.cc -nt "$sysaddon" ]; then
+# The addons alone: missing (a cleaned build/), or older than any of their sources.
+stale=0
+for src in binding.gyp native/*.cc native/*.h; do
+  for out in "$addon" "$sysaddon"; do
+    if [ ! -f "$out" ] || [ "$src" -nt "$out" ]; then stale=1; fi
+  done
+done
+if [ "$stale" = 1 ]; then
   if ! env "${gyp_env[@]}" npm run --silent install >"$log" 2>&1; then
     cat "$log" >&2
     echo "setup: building the addons ($addon, $sysaddon) failed" >&2
