@@ -314,6 +314,10 @@ const MAX_ID = 0xffffffff;
  */
 export const DEFAULT_SPIN_US = os.availableParallelism() > 1 ? 50 : 0;
 const MAX_SPIN_US = 10_000;
+const SPIN_US: ValueCheck = {
+  test: (v) => /^(0|[1-9][0-9]{0,4})$/.test(v) && Number(v) <= MAX_SPIN_US,
+  expected: `microseconds, 0 to ${MAX_SPIN_US}`,
+};
 
 /** CONTAINER:HOST:SIZE triples joined by ':', optionally with a leading ':'. */
 function validMapping(v: string): boolean {
@@ -432,9 +436,7 @@ function applyOption(st: ParseState, item: string): void {
     }
     case 'spin': {
       const v = unescape(requireValue(name, raw));
-      if (!/^(0|[1-9][0-9]{0,4})$/.test(v) || Number(v) > MAX_SPIN_US) {
-        throw new ConfigError(`layerfs: invalid value for spin: '${v}' (expected microseconds, 0 to ${MAX_SPIN_US})`);
-      }
+      checkValue(name, v, SPIN_US);
       req.spinUs = Number(v);
       return;
     }
