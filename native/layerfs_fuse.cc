@@ -374,6 +374,7 @@ struct Session {
   bool ptNegotiated = false;             // ... and we took it
   unsigned maxWrite = 1 << 20;
   unsigned maxReadahead = 0;  // 0 = the kernel's
+  unsigned maxRead = 0;       // the max_read= mount option libfuse was given (0: none)
   unsigned maxBackground = 64;
   int64_t spinNs = 0;  // inline mode: keep reading this long after a batch (see on_poll)
   unsigned congestion = 48;
@@ -596,7 +597,14 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
   return writev(fd, iov, count);
 }
 
-static const struct fuse_custom_io g_io = {io_writev, io_read, nullptr, nullptr};
+// Replies libfuse splices from a pipe (replyFd) need nothing patched; without this hook
+// libfuse would not offer splicing at all on a session with custom IO.
+static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+                              unsigned int flags, void *) {
+  return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+static const struct fuse_custom_io g_io = {io_writev, io_read, nullptr, io_splice_send};
 
 // ------------------------------------------------------------------------------------------
 // Low-level operations (session thread): copy, queue, return.
@@ -607,11 +615,14 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   unsigned want = conn->want;
   // Things we do not do (or do not want the kernel to expect from us).
   want &= ~(FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS |
-            FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
+            FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE |
             FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_DONT_MASK | FUSE_CAP_POSIX_ACL |
             FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_EXPLICIT_INVAL_DATA);
+  // SPLICE_WRITE: replyFd splices file data to the kernel (a libfuse-side choice; the kernel
+  // takes any write to /dev/fuse).
   want |= cap & (FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_PARALLEL_DIROPS |
                  FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_ASYNC_DIO | FUSE_CAP_CACHE_SYMLINKS);
+  want |= cap & FUSE_CAP_SPLICE_WRITE;
   if (has(s, OP_READDIRPLUS)) want |= cap & (FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   else want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   if (s->writeback) want |= cap & FUSE_CAP_WRITEBACK_CACHE;
@@ -620,6 +631,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   s->ptNegotiated = s->passthrough && s->ptOffered && !(want & FUSE_CAP_WRITEBACK_CACHE);
   if (s->maxWrite && s->maxWrite < conn->max_write) conn->max_write = s->maxWrite;
   if (s->maxReadahead && s->maxReadahead < conn->max_readahead) conn->max_readahead = s->maxReadahead;
+  // libfuse checks that init() agrees with the max_read= mount option.
+  conn->max_read = s->maxRead;
   if (s->maxBackground) conn->max_background = s->maxBackground;
   if (s->congestion) conn->congestion_threshold = s->congestion;
   conn->time_gran = 1;
@@ -1598,6 +1611,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
       !read_opt_bool(env, argv[2], "threaded", &s->threaded) ||
       !read_opt_u32(env, argv[2], "maxWrite", &s->maxWrite) ||
       !read_opt_u32(env, argv[2], "maxReadahead", &s->maxReadahead) ||
+      !read_opt_u32(env, argv[2], "maxRead", &s->maxRead) ||
       !read_opt_u32(env, argv[2], "maxBackground", &s->maxBackground) ||
       !read_opt_u32(env, argv[2], "congestionThreshold", &s->congestion) ||
       !read_opt_u32(env, argv[2], "spinUs", &spinUs)) {
@@ -2057,6 +2071,29 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   return result(env, fuse_reply_buf(req, p, n));
 }
 
+// replyFd(s, id, fd, size, offset) — a read answered from a file descriptor: libfuse splices
+// the bytes from the file through a pipe into /dev/fuse (FUSE_CAP_SPLICE_WRITE), so they never
+// pass through our memory; it falls back to pread + writev where splicing cannot be done (a
+// small read, a pipe that cannot grow as large as the read). A short read at the end of the
+// file is a short answer, an error of the file an error answer.
+static napi_value js_reply_fd(napi_env env, napi_callback_info info) {
+  ReplyCtx c;
+  if (!reply_args(env, info, &c, 5)) return nullptr;
+  uint32_t fd;
+  uint64_t size;
+  int64_t off;
+  if (!get_u32(env, c.argv[2], &fd) || fd > 0x7fffffffu) return throw_type(env, "bad fd");
+  if (!get_u64(env, c.argv[3], &size) || size > (1u << 30)) return throw_type(env, "bad size");
+  if (!get_i64(env, c.argv[4], &off) || off < 0) return throw_type(env, "bad offset");
+  fuse_req_t req = take(&c);
+  if (!req) return make_null(env);
+  struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)size);
+  bv.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  bv.buf[0].fd = (int)fd;
+  bv.buf[0].pos = (off_t)off;
+  return result(env, fuse_reply_data(req, &bv, (enum fuse_buf_copy_flags)0));
+}
+
 // replyReadlink(s, id, bytes|byte string)
 static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   ReplyCtx c;
@@ -2277,6 +2314,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
       {"backingOpen", js_backing_open},
       {"backingClose", js_backing_close},
       {"replyBuf", js_reply_buf},
+      {"replyFd", js_reply_fd},
       {"replyReadlink", js_reply_readlink},
       {"replyWrite", js_reply_write},
       {"replyXattr", js_reply_xattr},

@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # fuse3: fusermount3 and mount.fuse3 (for `mount -t fuse.layerfs` and podman's unmount).
 # attr: setfattr/getfattr, used by tests and handy for looking at opaque markers.
 # umoci, skopeo: build and read real OCI images in the image tests (test/image/).
+# strace: tests that prove what the daemon asks of the kernel (paths it walks, reads it splices).
 . scripts/lib/apt.sh
-install_missing setup libfuse3-dev pkg-config g++ make python3 libfuse2 fuse3 attr util-linux umoci skopeo
+install_missing setup libfuse3-dev pkg-config g++ make python3 libfuse2 fuse3 attr util-linux umoci skopeo strace
 
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || { echo "setup: /dev/fuse is missing" >&2; exit 1; }
 # Unprivileged FUSE mounts (rootless `layerfs run`, through fusermount3) need /dev/fuse open to

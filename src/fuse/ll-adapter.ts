@@ -339,19 +339,6 @@ function joinChild(dir: string, name: string): string {
   return dir === '/' ? '/' + name : dir + '/' + name;
 }
 
-/** Read buffers: replies are written synchronously, so a buffer is free again right after. */
-class BufferPool {
-  private readonly free: Buffer[] = [];
-  constructor(private readonly size: number, private readonly max: number) {}
-  get(n: number): Buffer {
-    if (n > this.size) return Buffer.allocUnsafeSlow(n);
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-  }
-  put(b: Buffer): void {
-    if (b.length === this.size && this.free.length < this.max) this.free.push(b);
-  }
-}
-
 interface DirHandle {
   node: Node;
   items: DirItem[] | null;
@@ -370,7 +357,6 @@ export class LowLevelAdapter {
   /** Passthrough turned out unavailable (not negotiated, or not permitted): stop trying. */
   private ptOff = false;
   private nextDir = 1;
-  private readonly pool = new BufferPool(1 << 20, 16);
   private readonly t: number;
   private readonly keepCache: boolean;
   private readonly log: (msg: string) => void;
@@ -747,16 +733,8 @@ export class LowLevelAdapter {
           }
         }),
 
-      read: (r, _ino, fh, size, off) =>
-        this.run(r, async () => {
-          const buf = this.pool.get(size);
-          try {
-            const n = await fs.read(fh, buf, size, off);
-            r.buf(buf, n);
-          } finally {
-            this.pool.put(buf);
-          }
-        }),
+      // The bytes go from the file to the kernel by splice, not through JS memory.
+      read: (r, _ino, fh, size, off) => this.run(r, () => void r.fd(fs.readFd(fh), size, off)),
 
       write: (r, _ino, fh, data, off) =>
         this.run(r, async () => {

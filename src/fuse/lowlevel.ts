@@ -63,6 +63,7 @@ interface Addon {
   backingOpen(h: Handle, fd: number): number;
   backingClose(h: Handle, id: number): number;
   replyBuf(h: Handle, id: number, data: Uint8Array | null, length?: number): number | null;
+  replyFd(h: Handle, id: number, fd: number, size: number, off: number): number | null;
   replyReadlink(h: Handle, id: number, target: Uint8Array | string): number | null;
   replyWrite(h: Handle, id: number, count: number): number | null;
   replyXattr(h: Handle, id: number, size: number): number | null;
@@ -83,6 +84,8 @@ interface NativeConfig {
   threaded: boolean;
   maxWrite: number;
   maxReadahead: number;
+  /** The max_read= mount option given to libfuse (0: none). */
+  maxRead: number;
   maxBackground: number;
   congestionThreshold: number;
   spinUs: number;
@@ -367,6 +370,14 @@ export interface LowLevelMountOptions {
   dispatch?: 'thread' | 'inline';
   /** Largest write request; default 1 MiB (the kernel may lower it). */
   maxWrite?: number;
+  /**
+   * Largest read request (the max_read mount option); default 512 KiB. {@link Request.fd}
+   * splices a read's bytes through a pipe that must hold them plus three pages (libfuse's
+   * sizing), and without CAP_SYS_RESOURCE a pipe grows only to /proc/sys/fs/pipe-max-size,
+   * 1 MiB by default: a 1 MiB read would be copied through memory instead. A max_read= in
+   * {@link options} wins.
+   */
+  maxRead?: number;
   maxReadahead?: number;
   /**
    * The mount's read-ahead in KiB (its bdi's read_ahead_kb; the kernel starts FUSE mounts at
@@ -576,6 +587,15 @@ export class Request {
     return this.send((a, h) => a.replyBuf(h, this.id, data, length));
   }
 
+  /**
+   * read: up to `size` bytes of the open file `fd` from `off`, moved to the kernel by splice
+   * (no copy through our memory); fewer at its end. Blocks this thread while the file's pages
+   * are read in.
+   */
+  fd(fd: number, size: number, off: number): number {
+    return this.send((a, h) => a.replyFd(h, this.id, fd, size, off));
+  }
+
   /** The target's bytes, or a byte string. */
   readlink(target: Buffer | string): number {
     if (typeof target === 'string') checkBytes(target, 'target');
@@ -695,6 +715,14 @@ export class LowLevelSession {
     return s;
   }
 
+  /** The largest read request, from a max_read= among the options or {@link LowLevelMountOptions.maxRead}. */
+  private maxRead(): number {
+    const given = (this.opts.options ?? []).filter((x) => x.startsWith('max_read=')).pop();
+    const n = given === undefined ? (this.opts.maxRead ?? 512 * 1024) : Number(given.slice('max_read='.length));
+    if (!Number.isInteger(n) || n < 4096 || n > 0xffffffff) throw new TypeError(`max_read must be an integer from 4096, not ${given ?? n}`);
+    return n;
+  }
+
   private args(): string[] {
     const o = this.opts;
     const items: string[] = [`fsname=${escapeOpt(o.fsname ?? 'layerfs')}`, `subtype=${escapeOpt(o.subtype ?? 'layerfs')}`];
@@ -702,9 +730,11 @@ export class LowLevelSession {
     if (o.defaultPermissions) items.push('default_permissions');
     items.push(o.readonly ? 'ro' : 'rw');
     for (const x of o.options ?? []) {
+      if (x.startsWith('max_read=')) continue; // see maxRead()
       if (KNOWN_OPTIONS.has(x) || KNOWN_PREFIXES.some((p) => x.startsWith(p))) items.push(escapeOpt(x));
       else this.log(`mount option '${x}' is not supported by libfuse; ignored`);
     }
+    items.push(`max_read=${this.maxRead()}`);
     const args = ['-o', items.join(',')];
     if (o.debug) args.push('-d');
     return args;
@@ -720,6 +750,7 @@ export class LowLevelSession {
       threaded: (this.opts.dispatch ?? DEFAULT_DISPATCH) === 'thread',
       maxWrite: this.opts.maxWrite ?? 1 << 20,
       maxReadahead: this.opts.maxReadahead ?? 0,
+      maxRead: this.maxRead(),
       maxBackground: this.opts.maxBackground ?? 64,
       congestionThreshold: this.opts.congestionThreshold ?? 48,
       spinUs: this.opts.spinUs ?? 0,

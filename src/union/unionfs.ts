@@ -275,12 +275,20 @@ export class UnionFs {
   }
 
   async read(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const { bytesRead } = await pread(this.readFd(fh), buf, 0, len, pos);
+    return bytesRead;
+  }
+
+  /**
+   * The descriptor a read of handle `fh` reads from now, for callers that move the bytes
+   * themselves (the FUSE adapter splices them). Valid until the handle's next call.
+   */
+  readFd(fh: number): number {
     const f = this.file(fh);
     // A file opened while it was in a lower and copied up since reads the upper copy from
     // now on, as the kernel's overlay files do.
     if (!f.upper) this.followCopyUp(f);
-    const { bytesRead } = await pread(f.fd, buf, 0, len, pos);
-    return bytesRead;
+    return f.fd;
   }
 
   async write(fh: number, buf: Buffer, len: number, pos: number): Promise<number> {

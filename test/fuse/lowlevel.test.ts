@@ -603,6 +603,54 @@ ltest('passthrough off: the same reads and writes do reach the daemon (what the 
 });
 
 // ---------------------------------------------------------------------------------------
+// reads by splice
+
+const STRACE = ['/usr/bin/strace', '/bin/strace'].find((p) => fs.existsSync(p));
+
+ltest('reads are spliced from the file to the kernel (no pread into the daemon), contents intact', async (t) => {
+  // 3 MiB + 123: six 512 KiB requests and a short one at the end of the file; 100 bytes: a
+  // one-page request, which libfuse answers by pread + writev (it splices from two pages on).
+  const big = randomBytes((3 << 20) + 123);
+  const small = randomBytes(100);
+  const L = layers(t, 1, ([l]) => {
+    fs.writeFileSync(path.join(l!, 'big'), big);
+    fs.writeFileSync(path.join(l!, 'small'), small);
+  });
+  const c = await mountUnion(t, L);
+  t.truthy(STRACE, 'strace is installed (scripts/setup.sh installs it)');
+  if (!STRACE) return;
+  const out = path.join(L.dir, 'strace.out');
+  const tracer = spawn(STRACE, ['-f', '-e', 'trace=splice,vmsplice,pread64,preadv,preadv2', '-o', out, '-p', String(c.proc.pid)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let tracerErr = '';
+  const attached = new Promise<void>((res) => tracer.stderr!.on('data', (d: Buffer) => {
+    tracerErr += d.toString();
+    if (tracerErr.includes('attached')) res();
+  }));
+  const traceDone = new Promise<void>((r) => tracer.on('exit', () => r()));
+  t.teardown(async () => {
+    if (tracer.exitCode === null) tracer.kill('SIGKILL');
+    await traceDone;
+  });
+  await Promise.race([attached, traceDone]);
+  t.regex(tracerErr, /attached/, 'strace attached to the daemon');
+  t.is(sha(await fsp.readFile(L.m('big'))), sha(big));
+  t.is(sha(await fsp.readFile(L.m('small'))), sha(small));
+  tracer.kill('SIGINT');
+  await traceDone;
+  const trace = fs.readFileSync(out, 'utf8').split('\n');
+  // splice(file, [offset], pipe, ...) = n: the file's bytes going into the pipe.
+  const fromFile = trace.filter((l) => /splice\(\d+, \[\d+\], \d+, NULL, \d+, [^)]*\) = [1-9]/.test(l)).length;
+  const bigPreads = trace.filter((l) => /pread64\(\d+, .*, (\d+), \d+\) = \d+/.test(l) && Number(/, (\d+), \d+\) = /.exec(l)![1]) > 4096);
+  t.true(fromFile >= 6, `${fromFile} splices from the file for 3 MiB`);
+  t.deepEqual(bigPreads, [], 'no read request was copied through memory');
+  t.true(trace.some((l) => l.includes('pread64(') && l.includes(', 4096, 0) = 100')), 'the one-page read went by pread');
+  await c.stop();
+  t.is(c.stderr().match(/^LOG .*/m)?.[0], undefined, 'no handler complaints');
+});
+
+// ---------------------------------------------------------------------------------------
 // spinning
 
 async function spinRound(t: ExecutionContext, spinUs: number): Promise<{ hits: number; requests: number }> {
