@@ -554,7 +554,7 @@ export class LowLevelAdapter {
     return out;
   }
 
-  private copiedUp(nodes: Node[] | null): void {
+  private copiedUp(nodes: Node[] | null, answered?: Node): void {
     if (!nodes || !this.session) return;
     const listings = new Set<Node>();
     for (const n of nodes) {
@@ -567,7 +567,7 @@ export class LowLevelAdapter {
         continue;
       }
       if (!upper) continue;
-      this.session.notifyInvalInode(n.id, -1, 0);
+      if (n !== answered) this.session.notifyInvalInode(n.id, -1, 0);
       if (n.parent?.listed) listings.add(n.parent);
     }
     // A listing the kernel keeps (cache_readdir) holds each entry's d_ino, which copy-up just
@@ -582,17 +582,25 @@ export class LowLevelAdapter {
     }
   }
 
-  private async watching<T>(starts: (Node | undefined)[], f: () => Promise<T>): Promise<T> {
+  /**
+   * Run a change (f) and drop what copy-up made stale in the kernel (see notUpper/copiedUp).
+   * `answered`: a node whose fresh attributes go to the kernel in this request's own answer
+   * (setattr), so its attributes need no invalidation.
+   */
+  private async watching<T>(starts: (Node | undefined)[], f: () => Promise<T>, answered?: Node): Promise<T> {
     let before: Node[] | null = null;
     try {
       before = this.notUpper(starts);
     } catch {
       before = null;
     }
+    let done = false;
     try {
-      return await f();
+      const v = await f();
+      done = true;
+      return v;
     } finally {
-      this.copiedUp(before);
+      this.copiedUp(before, done ? answered : undefined);
     }
   }
 
@@ -897,11 +905,16 @@ export class LowLevelAdapter {
         const mt: TimeArg = set & SetAttr.MTIME ? (set & SetAttr.MTIME_NOW ? 'now' : a.mtime) : 'omit';
         await fs.utimens(p!, at, mt);
       }
-    });
+    }, n);
     let attr: Attr;
-    if (p !== null) attr = fs.getattr(p);
-    else if (h !== null) attr = fs.fgetattr(h);
-    else throw fsError('ENOENT');
+    try {
+      if (p !== null) attr = fs.getattr(p);
+      else if (h !== null) attr = fs.fgetattr(h);
+      else throw fsError('ENOENT');
+    } catch (e) {
+      this.session?.notifyInvalInode(n.id, -1, 0); // no attributes in the answer after all
+      throw e;
+    }
     this.replyAttr(r, n, attr);
   }
 

@@ -64,6 +64,27 @@ export class CopyUp {
     }
   }
 
+  /**
+   * ensure() for a chmod: a copy made by this call gets `mode` (permission bits) at once
+   * instead of the lower's, which saves a chmod of the copy. True: this call copied, and the
+   * mode is set; false: the object was in the upper already (or another call copied it).
+   */
+  async ensureWithMode(path: string, mode: number): Promise<boolean> {
+    const e = this.resolver.get(path);
+    if (this.layers[e.layer].isUpper || this.inflight.has(path)) {
+      await this.ensure(path);
+      return false;
+    }
+    const p = this.copy(e, mode);
+    this.inflight.set(path, p);
+    try {
+      await p;
+    } finally {
+      this.inflight.delete(path);
+    }
+    return true;
+  }
+
   /** Make sure the directory `path` exists in the upper (copying up its ancestors as needed). */
   async ensureDir(path: string): Promise<void> {
     if (path === '/') return;
@@ -71,7 +92,8 @@ export class CopyUp {
     if (e.type !== 'dir') throw Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' });
   }
 
-  private async copy(e: Entry): Promise<void> {
+  /** Copy e's object up; `mode`: permission bits for the copy instead of the original's. */
+  private async copy(e: Entry, mode?: number): Promise<void> {
     const t0 = performance.now();
     const parent = parentOf(e.path);
     await this.ensureDir(parent);
@@ -85,7 +107,7 @@ export class CopyUp {
     try {
       if (st.isDirectory()) {
         mkdirSync(tmp, 0o700);
-      } else if (st.isFile() && Number(st.size) <= SMALL_COPY && copySmallFile(src, tmp, st, this.wf)) {
+      } else if (st.isFile() && Number(st.size) <= SMALL_COPY && copySmallFile(src, tmp, st, this.wf, mode)) {
         bytes = Number(st.size); // data and metadata in one call
         metaDone = true;
       } else if (st.isFile()) {
@@ -96,14 +118,14 @@ export class CopyUp {
       } else {
         b.mknod(tmp, Number(st.mode), st.rdev);
       }
-      if (!metaDone) copyMetadata(src, tmp, st, this.wf);
+      if (!metaDone) copyMetadata(src, tmp, st, this.wf, mode);
       b.renameat2(tmp, this.upper.path(e.path), sys.RENAME_NOREPLACE);
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
       throw err;
     }
     restoreTimes(upperParent, pst);
-    this.resolver.invalidate(e.path);
+    this.resolver.copiedUp(e);
     this.onCopyUp?.({ path: e.path, type: e.type, fromLayer: e.layer, bytes, ms: performance.now() - t0 });
   }
 }
@@ -168,13 +190,16 @@ export async function copyFileData(src: string, dst: string, size: number): Prom
  * of the own addon, through descriptors instead of a dozen path walks. False: the addon is not
  * built; copy step by step.
  */
-function copySmallFile(src: string, dst: string, st: BigIntStats, wf: WhiteoutFormat): boolean {
-  return b.copyFileWithMeta(src, dst, wf.privatePrefixes, { uid: Number(st.uid), gid: Number(st.gid) }, Number(st.mode) & 0o7777,
+function copySmallFile(src: string, dst: string, st: BigIntStats, wf: WhiteoutFormat, mode = Number(st.mode)): boolean {
+  return b.copyFileWithMeta(src, dst, wf.privatePrefixes, { uid: Number(st.uid), gid: Number(st.gid) }, mode & 0o7777,
     sys.timespecFromNs(st.atimeNs), sys.timespecFromNs(st.mtimeNs));
 }
 
-/** Owner, mode, xattrs (but overlay-private ones) and times of src onto dst; dst is not followed. */
-export function copyMetadata(src: string, dst: string, st: BigIntStats, wf: WhiteoutFormat): void {
+/**
+ * Owner, mode (or `mode`, where given), xattrs (but overlay-private ones) and times of src onto
+ * dst; dst is not followed.
+ */
+export function copyMetadata(src: string, dst: string, st: BigIntStats, wf: WhiteoutFormat, mode = Number(st.mode)): void {
   // Owner first: chown(2) drops security.capability (and set-id bits), so xattrs and mode
   // come after it.
   lchownSync(dst, Number(st.uid), Number(st.gid));
@@ -189,7 +214,7 @@ export function copyMetadata(src: string, dst: string, st: BigIntStats, wf: Whit
     }
   }
   // A symlink's mode cannot be set.
-  if (!st.isSymbolicLink()) chmodSync(dst, Number(st.mode) & 0o7777);
+  if (!st.isSymbolicLink()) chmodSync(dst, mode & 0o7777);
   restoreTimes(dst, st);
 }
 

@@ -247,6 +247,16 @@ export class Resolver {
     this.cache.delete(path);
   }
 
+  /**
+   * `e` was just copied up: the upper's copy serves its path now. A non-directory is recorded
+   * as such (no lookup needed to learn it); a directory, which merges, is looked up again.
+   */
+  copiedUp(e: Entry): void {
+    const up = this.upper;
+    if (e.type === 'dir' || !up) this.invalidate(e.path);
+    else this.cache.set(e.path, { path: e.path, layer: up.index, type: e.type, dirLayers: [] });
+  }
+
   /** Forget path and everything below it. */
   invalidateTree(path: string): void {
     if (path === '/') {

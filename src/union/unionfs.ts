@@ -408,8 +408,9 @@ export class UnionFs {
 
   async chmod(path: string, mode: number): Promise<void> {
     if (this.resolver.get(checkPath(path)).type === 'symlink') throw fsErr('EOPNOTSUPP');
-    await this.copyUp(path);
-    chmodSync(this.upperPath(path), mode & 0o7777);
+    this.writable();
+    // A copy made for this chmod is made with the new mode.
+    if (!(await this.copyup!.ensureWithMode(path, mode))) chmodSync(this.upperPath(path), mode & 0o7777);
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {

@@ -129,6 +129,30 @@ test('chmod copies up everything but the mode, which it changes', async (t) => {
   check();
 });
 
+test('chmod with copy-up sets the new mode on every kind of copy (a directory, a big file, one already up)', async (t) => {
+  // The copy is made with the new mode (no chmod after it): the one-call copy of a small file
+  // is covered above; a directory and a file over its size limit take the step-by-step copy.
+  const e = fixture(t);
+  dir(e.lowers[0]!, 'sub', { mode: 0o755, uid: UID, gid: GID, xattrs: XATTRS, timeNs: T_FILE });
+  file(e.lowers[0]!, 'd/big', randomBytes(300 * 1024), { mode: 0o644, uid: UID, gid: GID, xattrs: XATTRS, timeNs: T_FILE });
+  const check = guard(t, ...e.lowers);
+  const sub = lowerStat(e, 'sub');
+  const big = lowerStat(e, 'd/big');
+  const u = e.union();
+  await u.chmod('/sub', 0o2700);
+  await u.chmod('/d/big', 0o600);
+  assertCopied(t, e, 'sub', sub, { mode: 0o2700 });
+  assertCopied(t, e, 'd/big', big, { mode: 0o600 });
+  t.deepEqual(fs.readFileSync(path.join(e.upper, 'd/big')), fs.readFileSync(path.join(e.lowers[0]!, 'd/big')));
+  // In the upper already: a plain chmod.
+  await u.chmod('/d/big', 0o640);
+  t.is(fs.lstatSync(path.join(e.upper, 'd/big')).mode & 0o7777, 0o640);
+  t.is(u.getattr('/sub').mode & 0o7777, 0o2700);
+  t.is(u.getattr('/d/big').mode & 0o7777, 0o640);
+  assertWorkEmpty(t, e);
+  check();
+});
+
 test('chown copies up everything but the owner, which it changes', async (t) => {
   const e = fixture(t);
   fs.chmodSync(path.join(e.lowers[0]!, 'd/f'), 0o754); // chown would clear set-id bits anyway
