@@ -62,6 +62,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -355,6 +357,12 @@ struct Session {
   std::mutex qlock;
   Rec *head = nullptr, *tail = nullptr;
   size_t queued = 0;
+
+  // Reads being answered on libuv's thread pool (replyFd): they use se and its device fd, so
+  // teardown waits for them before it closes either.
+  std::mutex asyncLock;
+  std::condition_variable asyncDone;
+  int asyncPending = 0;
 
   // JS-thread only.
   std::unordered_map<uint64_t, fuse_req_t> inflight;
@@ -1075,6 +1083,18 @@ static size_t teardown_fuse(Session *s) {
     answered++;
   }
   s->inflight.clear();
+  bool workersDone;
+  {
+    std::unique_lock<std::mutex> g(s->asyncLock);
+    workersDone = s->asyncDone.wait_for(g, std::chrono::seconds(10), [s] { return s->asyncPending == 0; });
+  }
+  if (!workersDone) {
+    // A read stuck in its file (a hung network filesystem): closing the device now could let it
+    // write its answer into whatever reuses the descriptor. Leave the session to process exit.
+    fprintf(stderr, "layerfs: a read is still being answered after 10 s; the FUSE session is left to process exit\n");
+    s->se = nullptr;
+    s->mounted = false;
+  }
   if (s->se) {
     if (s->mounted) fuse_session_unmount(s->se);  // closes /dev/fuse (aborting the connection), lazy umount
     s->mounted = false;
@@ -2071,11 +2091,40 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   return result(env, fuse_reply_buf(req, p, n));
 }
 
-// replyFd(s, id, fd, size, offset) — a read answered from a file descriptor: libfuse splices
-// the bytes from the file through a pipe into /dev/fuse (FUSE_CAP_SPLICE_WRITE), so they never
-// pass through our memory; it falls back to pread + writev where splicing cannot be done (a
-// small read, a pipe that cannot grow as large as the read). A short read at the end of the
-// file is a short answer, an error of the file an error answer.
+// replyFd(s, id, fd, size, offset) — a read answered from a file descriptor, on libuv's thread
+// pool (the JS thread does not wait for the file's pages). libfuse (FUSE_CAP_SPLICE_WRITE)
+// splices the bytes from the file through a pipe into /dev/fuse, so they never pass through
+// our memory; it falls back to pread + writev where splicing cannot be done (a small read, a
+// pipe that cannot grow as large as the read). A short read at the end of the file is a short
+// answer, an error of the file an error answer. The worker reads from its own duplicate of
+// fd: the handle may move to another descriptor (copy-up) or close meanwhile.
+struct FdReply {
+  Session *s;
+  fuse_req_t req;
+  int fd;
+  size_t size;
+  off_t off;
+  napi_async_work work = nullptr;
+};
+
+static void fd_reply_execute(napi_env, void *data) {
+  FdReply *w = (FdReply *)data;
+  struct fuse_bufvec bv = FUSE_BUFVEC_INIT(w->size);
+  bv.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  bv.buf[0].fd = w->fd;
+  bv.buf[0].pos = w->off;
+  fuse_reply_data(w->req, &bv, (enum fuse_buf_copy_flags)0);
+  close(w->fd);
+  std::lock_guard<std::mutex> g(w->s->asyncLock);
+  if (--w->s->asyncPending == 0) w->s->asyncDone.notify_all();
+}
+
+static void fd_reply_complete(napi_env env, napi_status, void *data) {
+  FdReply *w = (FdReply *)data;
+  napi_delete_async_work(env, w->work);
+  delete w;
+}
+
 static napi_value js_reply_fd(napi_env env, napi_callback_info info) {
   ReplyCtx c;
   if (!reply_args(env, info, &c, 5)) return nullptr;
@@ -2087,11 +2136,31 @@ static napi_value js_reply_fd(napi_env env, napi_callback_info info) {
   if (!get_i64(env, c.argv[4], &off) || off < 0) return throw_type(env, "bad offset");
   fuse_req_t req = take(&c);
   if (!req) return make_null(env);
-  struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)size);
-  bv.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  bv.buf[0].fd = (int)fd;
-  bv.buf[0].pos = (off_t)off;
-  return result(env, fuse_reply_data(req, &bv, (enum fuse_buf_copy_flags)0));
+  int dfd = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+  if (dfd < 0) return result(env, fuse_reply_err(req, errno));
+  FdReply *w = new FdReply{c.s, req, dfd, (size_t)size, (off_t)off};
+  napi_value name;
+  napi_create_string_utf8(env, "layerfs.read", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, nullptr, name, fd_reply_execute, fd_reply_complete, w, &w->work) != napi_ok) {
+    close(dfd);
+    delete w;
+    return result(env, fuse_reply_err(req, EIO));
+  }
+  {
+    std::lock_guard<std::mutex> g(c.s->asyncLock);
+    c.s->asyncPending++;
+  }
+  if (napi_queue_async_work(env, w->work) != napi_ok) {
+    {
+      std::lock_guard<std::mutex> g(c.s->asyncLock);
+      c.s->asyncPending--;
+    }
+    napi_delete_async_work(env, w->work);
+    close(dfd);
+    delete w;
+    return result(env, fuse_reply_err(req, EIO));
+  }
+  return make_int(env, 0);
 }
 
 // replyReadlink(s, id, bytes|byte string)

@@ -589,8 +589,9 @@ export class Request {
 
   /**
    * read: up to `size` bytes of the open file `fd` from `off`, moved to the kernel by splice
-   * (no copy through our memory); fewer at its end. Blocks this thread while the file's pages
-   * are read in.
+   * (no copy through our memory); fewer at its end. The answer is written from libuv's thread
+   * pool (this thread does not wait for the file's pages), from a duplicate of `fd` taken now:
+   * the caller may close or replace `fd` at once. 0: on its way.
    */
   fd(fd: number, size: number, off: number): number {
     return this.send((a, h) => a.replyFd(h, this.id, fd, size, off));
