@@ -8,8 +8,9 @@ import type { Entry } from './lookup.ts';
  * check, and no event object is built otherwise. Layers are named by their index in the stack
  * (0 = top-most; see layerName() for the names users see).
  *
- *   lookup            a path resolved for real (the Resolver's cache missed): served by a layer,
- *                     or missing. Repeated lookups answered from the cache emit nothing.
+ *   lookup            a path resolved for real (the Resolver's cache missed), or a copy-up's
+ *                     new answer for it: served by a layer, or missing. Repeated lookups
+ *                     answered from the cache emit nothing.
  *   copyup            an object copied from a lower into the upper (size, duration).
  *   whiteout          a whiteout written in the upper (unlink, rmdir, rename away).
  *   whiteout-removed  a whiteout in the upper replaced by a new object of that name.

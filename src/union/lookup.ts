@@ -253,8 +253,13 @@ export class Resolver {
    */
   copiedUp(e: Entry): void {
     const up = this.upper;
-    if (e.type === 'dir' || !up) this.invalidate(e.path);
-    else this.cache.set(e.path, { path: e.path, layer: up.index, type: e.type, dirLayers: [] });
+    if (e.type === 'dir' || !up) {
+      this.invalidate(e.path);
+      return;
+    }
+    const now: Entry = { path: e.path, layer: up.index, type: e.type, dirLayers: [] };
+    this.cache.set(e.path, now);
+    if (this.trace) this.trace({ ev: 'lookup', path: e.path, entry: now });
   }
 
   /** Forget path and everything below it. */
