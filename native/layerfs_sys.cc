@@ -157,8 +157,9 @@ napi_value js_utimensat(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
-// The copy-up of a small regular file in one call (src/union/copyup.ts): data, then owner,
-// xattrs (but the two private prefixes), mode and times, all through the two descriptors.
+// The copy-up of a small regular file in one call (src/union/copyup.ts): data, then owner
+// (where it differs), xattrs (but the two private prefixes), mode and times, all through the
+// two descriptors.
 //   copyFile(src, dst, skip1, skip2, uid, gid, mode, asec, ansec, msec, mnsec) -> 0 | -errno
 // src is opened O_NOFOLLOW (never a symlink planted in its place); dst is created O_EXCL
 // (mode 0600 until the end) and left in place on failure, for the caller to remove. Owner
@@ -233,7 +234,12 @@ napi_value js_copy_file(napi_env env, napi_callback_info info) {
     return num(env, -e);
   }
   int rc = copy_data(in, out);
-  if (rc == 0 && fchown(out, (uid_t)uid, (gid_t)gid) < 0) rc = -errno;
+  // The new file is the daemon's (or its directory's group's): change the owner only where
+  // that is not the original's already; a chown is a journaled change on most filesystems.
+  struct stat ost;
+  if (rc == 0 && fstat(out, &ost) < 0) rc = -errno;
+  if (rc == 0 && (ost.st_uid != (uid_t)uid || ost.st_gid != (gid_t)gid) && fchown(out, (uid_t)uid, (gid_t)gid) < 0)
+    rc = -errno;
   if (rc == 0) rc = copy_xattrs(in, out, skip1, skip2);
   if (rc == 0 && fchmod(out, (mode_t)(mode & 07777)) < 0) rc = -errno;
   if (rc == 0) {
