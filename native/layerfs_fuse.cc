@@ -2107,6 +2107,12 @@ struct FdReply {
   napi_async_work work = nullptr;
 };
 
+// One pool read fewer for teardown to wait for.
+static void async_reply_done(Session *s) {
+  std::lock_guard<std::mutex> g(s->asyncLock);
+  if (--s->asyncPending == 0) s->asyncDone.notify_all();
+}
+
 static void fd_reply_execute(napi_env, void *data) {
   FdReply *w = (FdReply *)data;
   struct fuse_bufvec bv = FUSE_BUFVEC_INIT(w->size);
@@ -2115,8 +2121,7 @@ static void fd_reply_execute(napi_env, void *data) {
   bv.buf[0].pos = w->off;
   fuse_reply_data(w->req, &bv, (enum fuse_buf_copy_flags)0);
   close(w->fd);
-  std::lock_guard<std::mutex> g(w->s->asyncLock);
-  if (--w->s->asyncPending == 0) w->s->asyncDone.notify_all();
+  async_reply_done(w->s);
 }
 
 static void fd_reply_complete(napi_env env, napi_status, void *data) {
@@ -2151,10 +2156,7 @@ static napi_value js_reply_fd(napi_env env, napi_callback_info info) {
     c.s->asyncPending++;
   }
   if (napi_queue_async_work(env, w->work) != napi_ok) {
-    {
-      std::lock_guard<std::mutex> g(c.s->asyncLock);
-      c.s->asyncPending--;
-    }
+    async_reply_done(c.s);
     napi_delete_async_work(env, w->work);
     close(dfd);
     delete w;

@@ -724,7 +724,7 @@ export class LowLevelSession {
     return n;
   }
 
-  private args(): string[] {
+  private args(maxRead: number): string[] {
     const o = this.opts;
     const items: string[] = [`fsname=${escapeOpt(o.fsname ?? 'layerfs')}`, `subtype=${escapeOpt(o.subtype ?? 'layerfs')}`];
     if (o.allowOther) items.push('allow_other');
@@ -735,7 +735,7 @@ export class LowLevelSession {
       if (KNOWN_OPTIONS.has(x) || KNOWN_PREFIXES.some((p) => x.startsWith(p))) items.push(escapeOpt(x));
       else this.log(`mount option '${x}' is not supported by libfuse; ignored`);
     }
-    items.push(`max_read=${this.maxRead()}`);
+    items.push(`max_read=${maxRead}`);
     const args = ['-o', items.join(',')];
     if (o.debug) args.push('-d');
     return args;
@@ -757,7 +757,7 @@ export class LowLevelSession {
       spinUs: this.opts.spinUs ?? 0,
     };
     const ready = new Promise<void>((resolve, reject) => (this.initWaiter = { resolve, reject }));
-    this.handle = this.addon.mount(this.opts.mountpoint, this.args(), config, this.dispatch);
+    this.handle = this.addon.mount(this.opts.mountpoint, this.args(config.maxRead), config, this.dispatch);
     const ms = this.opts.initTimeoutMs ?? 30_000;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((_r, reject) => {

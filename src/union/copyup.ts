@@ -50,17 +50,8 @@ export class CopyUp {
       const e = this.resolver.get(path);
       if (this.layers[e.layer].isUpper) return e;
       const running = this.inflight.get(path);
-      if (running) {
-        await running;
-        continue;
-      }
-      const p = this.copy(e);
-      this.inflight.set(path, p);
-      try {
-        await p;
-      } finally {
-        this.inflight.delete(path);
-      }
+      if (running) await running;
+      else await this.copyOnce(e);
     }
   }
 
@@ -75,14 +66,19 @@ export class CopyUp {
       await this.ensure(path);
       return false;
     }
+    await this.copyOnce(e, mode);
+    return true;
+  }
+
+  /** copy(), registered so that concurrent callers for the same path wait for this one. */
+  private async copyOnce(e: Entry, mode?: number): Promise<void> {
     const p = this.copy(e, mode);
-    this.inflight.set(path, p);
+    this.inflight.set(e.path, p);
     try {
       await p;
     } finally {
-      this.inflight.delete(path);
+      this.inflight.delete(e.path);
     }
-    return true;
   }
 
   /** Make sure the directory `path` exists in the upper (copying up its ancestors as needed). */
