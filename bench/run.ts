@@ -10,7 +10,7 @@
 //                                      bench/results/memory.md
 //
 // Options: --reps N (default 3; --quick 1), --write-reps N (repetitions that include the write
-// workloads, default 1), --mem-files N (size of the memory check), --only NAME,NAME (filesystems, by substring), --skip big,meta,depth,micro
+// workloads, default: as many as --reps), --mem-files N (size of the memory check), --only NAME,NAME (filesystems, by substring), --skip big,meta,depth,micro
 // (parts), --out FILE (instead of bench/results/latest.md).
 //
 // Modules: layers.ts builds the layer sets, filesystems.ts mounts and unmounts the five,
@@ -52,7 +52,7 @@ function usage(msg?: string): never {
     [
       'usage: npm run bench -- [--quick | --memory] [--reps N] [--write-reps N] [--mem-files N] [--only FS,FS] [--skip PART,PART] [--out FILE]',
       `  --only: filesystems by substring (${FS_NAMES.join(', ')}); --skip: parts (big, meta, depth, micro)`,
-      '  --reps N: repetitions (default 3, --quick 1); --write-reps N: of them, those with chmod/creation/unpack (default 1)',
+      '  --reps N: repetitions (default 3, --quick 1); --write-reps N: of them, those with chmod/creation/unpack (default: all)',
       '  --out FILE: where the Markdown goes (default bench/results/latest.md, --memory: memory.md); runs as root',
       '',
     ].join('\n'),
@@ -89,7 +89,8 @@ function parseArgs(argv: string[]): Args {
     if (!argv.includes('--out')) a.out = path.join(ROOT, 'bench', 'results', 'memory.md');
   }
   if (!a.reps) a.reps = a.quick ? 1 : 3;
-  if (!a.writeReps) a.writeReps = 1;
+  // The write rows swing most between runs on a shared machine: they get every repetition.
+  if (!a.writeReps) a.writeReps = a.reps;
   for (const n of [a.reps, a.writeReps]) if (!Number.isInteger(n) || n < 1) usage('--reps and --write-reps take a positive integer');
   return a;
 }
@@ -266,7 +267,7 @@ async function main(): Promise<number> {
     `- versions: layerfs ${git} (\`bin/layerfs mount\` with its default options; its daemons had loaded ${[...layerfsLibraries].sort().join(', ') || '?'}), fuse-overlayfs ${await pkg('fuse-overlayfs')}, unionfs-fuse ${await pkg('unionfs-fuse')} (\`-o cow\`), ${await versionOf('fio', ['--version'])}`,
     args.memoryOnly
       ? '- one run per filesystem with a daemon'
-      : `- repetitions: ${args.reps} (column "runs"; the write workloads chmod, creation and unpack: ${args.writeReps}, to stay within the time budget); each value is the median of its runs (peak RSS: the maximum over that many mounts); the filesystems take turns in rotating order`,
+      : `- repetitions: ${args.reps} (column "runs"${args.writeReps !== args.reps ? `; the write workloads chmod, creation and unpack: ${args.writeReps}` : ''}); each value is the median of its runs (peak RSS: the maximum over that many mounts); the filesystems take turns in rotating order`,
     '',
     renderTable(rows, res, daemons),
     '',
