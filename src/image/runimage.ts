@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import { containerPath, RunError, type RunOptions } from '../launcher/options.ts';
 import { PathError, resolveInRoot } from '../launcher/paths.ts';
 import { checkConfig, ImageError, parseJson } from './oci.ts';
-import { holdImageLayers, Store } from './store.ts';
+import { holdImage, Store } from './store.ts';
 
 /** Does `name` name an image of the store? (false when there is no readable store) */
 export function isStoredImage(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
@@ -24,17 +24,20 @@ export function isStoredImage(name: string, env: NodeJS.ProcessEnv = process.env
 
 /**
  * Fill opts from the image opts.image names: its layers (top-most first) as the lowers, and
- * the config's defaults. Returns descriptors holding shared locks on the layers (close them
- * when the container is gone), so that `image rm` cannot delete them meanwhile.
+ * the config's defaults. Returns descriptors holding shared locks on the image and its layers
+ * (close them when the container is gone), so that `image rm` cannot remove the image or
+ * delete its layers meanwhile.
  */
 export function applyImage(opts: RunOptions, env: NodeJS.ProcessEnv = process.env): number[] {
   const store = Store.fromEnv(env);
   const ref = opts.image!;
   let fds: number[] = [];
   try {
-    const rec = store.find(ref);
-    if (!rec) throw new RunError(`no image '${ref}' in the store (see 'layerfs image ls')`);
-    fds = holdImageLayers(store, rec);
+    const found = store.find(ref);
+    if (!found) throw new RunError(`no image '${ref}' in the store (see 'layerfs image ls')`);
+    const held = holdImage(store, found);
+    fds = held.fds;
+    const rec = held.rec;
     const config = checkConfig(parseJson(store.readBlob(rec.configDigest), `config of ${rec.name}`), `config of ${rec.name}`);
     // Top-most first. A layer that appears twice adds nothing the higher copy does not: the
     // lower copy is left out (a lowerdir list cannot name one directory twice).

@@ -7,6 +7,8 @@
 //     images/<name>.json        one image: its manifest and config digests and its layers
 //     tmp/                      staging for writers; emptied whenever the lock is taken
 //     lock                      flock(2)ed by every writer (import, commit, rm)
+//     locks/<name>.lock         one per image name: flock(2)ed shared by each `layerfs run`
+//                               of the image, exclusively by `image rm` of it
 //
 // A layer shared by several images is stored once (keyed by its DiffID, the digest of its
 // uncompressed tar). Images reference layers and blobs; a layer or blob that no image
@@ -15,8 +17,17 @@
 // after syncfs, so a crash never leaves a half layer or blob under its final name: what is
 // under layers/ and blobs/ is always complete.
 //
-// `layerfs run IMAGE` holds a shared flock on each layer directory it uses; `image rm` takes
-// them exclusively before deleting, so it refuses to delete layers a running container uses.
+// `layerfs run IMAGE` holds a shared flock on the image's lock file and on each layer
+// directory it uses; `image rm` takes the image's lock file and the layers it would delete
+// exclusively (non-blocking), so it refuses to remove an image a container runs, even when
+// every layer of it stays (shared with another image), and never deletes a layer in use (also
+// one of an image that was replaced under a running container).
+//
+// Races: a run takes the image lock, then checks that the lock file is still the one under
+// that name and reads the record again: an `image rm` that got the lock first either still
+// holds it (the run fails: "being removed") or has deleted the record and unlinked the lock
+// file while holding it (the run sees that and fails). Once a run holds the lock, an rm cannot
+// get it: the record stays as long as the run.
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -123,6 +134,13 @@ export class Store {
   }
   get tmpDir(): string {
     return path.join(this.root, 'tmp');
+  }
+  get locksDir(): string {
+    return path.join(this.root, 'locks');
+  }
+  /** The lock file of an image name (see holdImage). */
+  imageLockFile(name: string): string {
+    return path.join(this.locksDir, encodeURIComponent(name) + '.lock');
   }
 
   blobPath(digest: string): string {
@@ -311,14 +329,26 @@ export class StoreLock {
     const used = new Set(others.flatMap((r) => r.layers.map((l) => l.diffID)));
     const kept = [...new Set(rec.layers.map((l) => l.diffID))].filter((d) => used.has(d));
     const doomed = [...new Set(rec.layers.map((l) => l.diffID))].filter((d) => !used.has(d));
-    const held = this.holdLayers(doomed);
-    if (held === null) throw new ImageError(`image '${rec.name}' is in use by a running container (layerfs run); stop it first`);
+    const inUse = (): ImageError => new ImageError(`image '${rec.name}' is in use by a running container (layerfs run); stop it first`);
+    // The image's own lock first: a run of it holds that one even when all its layers stay.
+    const lockFile = this.store.imageLockFile(rec.name);
+    fs.mkdirSync(this.store.locksDir, { recursive: true, mode: 0o700 });
+    const imageFd = fs.openSync(lockFile, fs.constants.O_RDONLY | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
     try {
-      fs.rmSync(path.join(this.store.imagesDir, encodeURIComponent(rec.name) + '.json'), { force: true });
-      fsyncPath(this.store.imagesDir);
-      this.gc(new Set(doomed.map(digestHex)));
+      if (!sys.flock(imageFd, sys.LOCK_EX | sys.LOCK_NB)) throw inUse();
+      const held = this.holdLayers(doomed);
+      if (held === null) throw inUse();
+      try {
+        fs.rmSync(path.join(this.store.imagesDir, encodeURIComponent(rec.name) + '.json'), { force: true });
+        fsyncPath(this.store.imagesDir);
+        // Unlinked while held: a run that opened it meanwhile sees that it is gone (holdImage).
+        fs.rmSync(lockFile, { force: true });
+        this.gc(new Set(doomed.map(digestHex)));
+      } finally {
+        for (const fd of held) fs.closeSync(fd);
+      }
     } finally {
-      for (const fd of held) fs.closeSync(fd);
+      fs.closeSync(imageFd);
     }
     return { deleted: doomed, kept };
   }
@@ -384,7 +414,37 @@ export class StoreLock {
       fs.rmSync(path.join(this.store.blobsDir, hex), { force: true });
       nb++;
     }
+    this.gcImageLocks(new Set(recs.map((r) => encodeURIComponent(r.name) + '.lock')));
     return { layers: nl, blobs: nb };
+  }
+
+  /**
+   * Lock files of names that have no image (left by a run that lost a race with `image rm`):
+   * unlinked while held exclusively, as rm does.
+   */
+  private gcImageLocks(live: Set<string>): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.store.locksDir);
+    } catch (e) {
+      if (isCode(e, 'ENOENT')) return;
+      throw e;
+    }
+    for (const n of names) {
+      if (live.has(n) || !n.endsWith('.lock')) continue;
+      const p = path.join(this.store.locksDir, n);
+      let fd: number;
+      try {
+        fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      } catch {
+        continue;
+      }
+      try {
+        if (sys.flock(fd, sys.LOCK_EX | sys.LOCK_NB)) fs.rmSync(p, { force: true });
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
   }
 
   /** Drop every staging directory and the lock. */
@@ -394,6 +454,57 @@ export class StoreLock {
     for (const d of this.stages) fs.rmSync(d, { recursive: true, force: true });
     fs.closeSync(this.fd);
   }
+}
+
+/** Is the file open at fd still the one at p (not unlinked or replaced)? */
+function sameFile(fd: number, p: string): boolean {
+  try {
+    const a = fs.fstatSync(fd);
+    const b = fs.lstatSync(p);
+    return a.ino === b.ino && a.dev === b.dev;
+  } catch (e) {
+    if (isCode(e, 'ENOENT')) return false;
+    throw e;
+  }
+}
+
+/**
+ * A run's hold on an image: a shared flock on its lock file (so that `image rm` of it
+ * refuses), then on its layer dirs (so that no layer it uses is deleted, also when the image
+ * is replaced meanwhile). Returns the record as read under the lock (the caller's may be
+ * stale) and the descriptors: close them when the container is gone. They are close-on-exec;
+ * the kernel drops the locks when we exit.
+ */
+export function holdImage(store: Store, rec: ImageRecord): { rec: ImageRecord; fds: number[] } {
+  const fds: number[] = [];
+  try {
+    fds.push(lockImageShared(store, rec.name));
+    const now = store.find(rec.name);
+    if (!now || now.name !== rec.name) throw new ImageError(`image '${rec.name}' was removed meanwhile`);
+    fds.push(...holdImageLayers(store, now));
+    return { rec: now, fds };
+  } catch (e) {
+    for (const fd of fds) fs.closeSync(fd);
+    throw e;
+  }
+}
+
+function lockImageShared(store: Store, name: string): number {
+  const file = store.imageLockFile(name);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    fs.mkdirSync(store.locksDir, { recursive: true, mode: 0o700 });
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+    let ok = false;
+    try {
+      if (!sys.flock(fd, sys.LOCK_SH | sys.LOCK_NB)) throw new ImageError(`image '${name}' is being removed`);
+      // An rm that held it has unlinked it (and deleted the record): lock the new one.
+      ok = sameFile(fd, file);
+    } finally {
+      if (!ok) fs.closeSync(fd);
+    }
+    if (ok) return fd;
+  }
+  throw new ImageError(`image '${name}' is being removed`);
 }
 
 /**
