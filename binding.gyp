@@ -14,6 +14,14 @@
       "defines": ["NAPI_VERSION=8", "_FILE_OFFSET_BITS=64", "_GNU_SOURCE"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-std=c++17", "-O2"]
+    },
+    {
+      "target_name": "layerfs_seccomp",
+      "sources": ["native/layerfs_seccomp.cc"],
+      "defines": ["NAPI_VERSION=8", "_FILE_OFFSET_BITS=64", "_GNU_SOURCE"],
+      "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-std=c++17", "-O2"],
+      "libraries": ["-lseccomp"]
     }
   ]
 }

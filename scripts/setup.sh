@@ -4,16 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# libfuse3-dev, pkg-config, g++, make, python3: `npm ci` builds the two addons with node-gyp
+# libfuse3-dev, pkg-config, g++, make, python3: `npm ci` builds the addons with node-gyp
 #   (binding.gyp: native/layerfs_fuse.cc on libfuse3's low-level API, native/layerfs_sys.cc the
-#   syscalls Node's fs lacks).
+#   syscalls Node's fs lacks, native/layerfs_seccomp.cc the seccomp filters of `layerfs run`).
 # libfuse2: fuse-native's prebuilt addon links against libfuse.so.2 (-o backend=fuse-native).
 # fuse3: fusermount3 and mount.fuse3 (for `mount -t fuse.layerfs` and podman's unmount).
 # attr: setfattr/getfattr, used by tests and handy for looking at opaque markers.
 # umoci, skopeo: build and read real OCI images in the image tests (test/image/).
 # strace: tests that prove what the daemon asks of the kernel (paths it walks, reads it splices).
+# libseccomp-dev: native/layerfs_seccomp.cc compiles `layerfs run`'s seccomp filters with
+#   libseccomp (links -lseccomp; the package pulls in the libseccomp2 runtime).
 . scripts/lib/apt.sh
-install_missing setup libfuse3-dev pkg-config g++ make python3 libfuse2 fuse3 attr util-linux umoci skopeo strace
+install_missing setup libfuse3-dev pkg-config g++ make python3 libfuse2 fuse3 attr util-linux umoci skopeo strace libseccomp-dev
 
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || { echo "setup: /dev/fuse is missing" >&2; exit 1; }
 # Unprivileged FUSE mounts (rootless `layerfs run`, through fusermount3) need /dev/fuse open to
@@ -37,6 +39,7 @@ fi
 stamp=node_modules/.layerfs-lock-stamp
 addon=build/Release/layerfs_fuse.node
 sysaddon=build/Release/layerfs_sys.node
+seccompaddon=build/Release/layerfs_seccomp.node
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
@@ -51,14 +54,14 @@ fi
 # The addons alone: missing (a cleaned build/), or older than any of their sources.
 stale=0
 for src in binding.gyp native/*.cc native/*.h; do
-  for out in "$addon" "$sysaddon"; do
+  for out in "$addon" "$sysaddon" "$seccompaddon"; do
     if [ ! -f "$out" ] || [ "$src" -nt "$out" ]; then stale=1; fi
   done
 done
 if [ "$stale" = 1 ]; then
   if ! env "${gyp_env[@]}" npm run --silent install >"$log" 2>&1; then
     cat "$log" >&2
-    echo "setup: building the addons ($addon, $sysaddon) failed" >&2
+    echo "setup: building the addons ($addon, $sysaddon, $seccompaddon) failed" >&2
     exit 1
   fi
 fi
