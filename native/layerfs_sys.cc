@@ -21,7 +21,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/bpf.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -255,6 +257,207 @@ napi_value js_copy_file(napi_env env, napi_callback_info info) {
   return num(env, rc);
 }
 
+// ---------------------------------------------------------------------------
+// The cgroup v2 device controller: an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE) attached to
+// the cgroup (BPF_CGROUP_DEVICE). The kernel runs it on every open / mknod of a device node by
+// a task of that cgroup (or a descendant) with struct bpf_cgroup_dev_ctx in r1:
+//   access_type = (BPF_DEVCG_ACC_{MKNOD=1,READ=2,WRITE=4} << 16) | BPF_DEVCG_DEV_{BLOCK=1,CHAR=2}
+//   major, minor
+// and allows the access when it returns 1 (0: EPERM).
+//
+//   cgroupDeviceFilter(cgroupDir, rules, info?) -> 0 | -errno
+// rules: [{ type: 'c' | 'b' | 'a', major: -1 (any) | 0..2^31-1, minor: likewise, access: 1..7 }]
+// (access: the BPF_DEVCG_ACC_* bits the rule grants). The program is an allow-list: the first
+// rule whose type, major and minor match and whose access bits cover the request allows it;
+// no match denies. On failure, `info` (an object, optional) gets `syscall` (the step that failed)
+// and, for a program the verifier refused, `log` (its message).
+
+const size_t DEV_MAX_RULES = 64;
+
+// The few eBPF instruction encodings the program needs (see the kernel's
+// Documentation/bpf/standardization/instruction-set.rst; the opcode constants come from
+// <linux/bpf_common.h> and <linux/bpf.h>).
+bpf_insn insn(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
+  bpf_insn i;
+  memset(&i, 0, sizeof i);
+  i.code = code;
+  i.dst_reg = dst & 0xf;
+  i.src_reg = src & 0xf;
+  i.off = off;
+  i.imm = imm;
+  return i;
+}
+// dst = *(u32 *)(src + off)
+bpf_insn ldx_w(uint8_t dst, uint8_t src, int16_t off) { return insn(BPF_LDX | BPF_MEM | BPF_W, dst, src, off, 0); }
+// dst = (u32)src (the upper half zeroed)
+bpf_insn mov32_reg(uint8_t dst, uint8_t src) { return insn(BPF_ALU | BPF_MOV | BPF_X, dst, src, 0, 0); }
+// dst = (u32)imm
+bpf_insn mov32_imm(uint8_t dst, int32_t imm) { return insn(BPF_ALU | BPF_MOV | BPF_K, dst, 0, 0, imm); }
+// dst = (u32)(dst & imm)
+bpf_insn and32_imm(uint8_t dst, int32_t imm) { return insn(BPF_ALU | BPF_AND | BPF_K, dst, 0, 0, imm); }
+// dst = (u32)(dst >> imm)
+bpf_insn rsh32_imm(uint8_t dst, int32_t imm) { return insn(BPF_ALU | BPF_RSH | BPF_K, dst, 0, 0, imm); }
+// if (dst != imm) goto pc + 1 + off (64-bit compare; imm >= 0 and dst zero-extended, so exact)
+bpf_insn jne_imm(uint8_t dst, int32_t imm, int16_t off) { return insn(BPF_JMP | BPF_JNE | BPF_K, dst, 0, off, imm); }
+// return r0
+bpf_insn exit_insn() { return insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0); }
+
+struct DevRule {
+  int type;  // BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, or 0 for any
+  int64_t major, minor;  // -1: any
+  int access;  // BPF_DEVCG_ACC_* bits granted
+};
+
+// Registers: r1 ctx (then scratch), r2 device type, r3 requested access, r4 major, r5 minor.
+std::vector<bpf_insn> dev_program(const std::vector<DevRule> &rules) {
+  std::vector<bpf_insn> p;
+  p.push_back(ldx_w(2, 1, offsetof(bpf_cgroup_dev_ctx, access_type)));
+  p.push_back(mov32_reg(3, 2));
+  p.push_back(and32_imm(2, 0xffff));  // r2 = type
+  p.push_back(rsh32_imm(3, 16));      // r3 = access asked for
+  p.push_back(ldx_w(4, 1, offsetof(bpf_cgroup_dev_ctx, major)));
+  p.push_back(ldx_w(5, 1, offsetof(bpf_cgroup_dev_ctx, minor)));
+  for (const DevRule &r : rules) {
+    // Each check jumps past this rule's block when it does not match; the jump offsets are
+    // filled in once the block's length is known.
+    std::vector<size_t> jumps;
+    if (r.type != 0) {
+      jumps.push_back(p.size());
+      p.push_back(jne_imm(2, r.type, 0));
+    }
+    if (r.major >= 0) {
+      jumps.push_back(p.size());
+      p.push_back(jne_imm(4, (int32_t)r.major, 0));
+    }
+    if (r.minor >= 0) {
+      jumps.push_back(p.size());
+      p.push_back(jne_imm(5, (int32_t)r.minor, 0));
+    }
+    const int all = BPF_DEVCG_ACC_MKNOD | BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE;
+    if ((r.access & all) != all) {
+      // (asked & ~granted) == 0
+      p.push_back(mov32_reg(1, 3));
+      p.push_back(and32_imm(1, ~r.access & all));
+      jumps.push_back(p.size());
+      p.push_back(jne_imm(1, 0, 0));
+    }
+    p.push_back(mov32_imm(0, 1));  // allow
+    p.push_back(exit_insn());
+    for (size_t j : jumps) p[j].off = (int16_t)(p.size() - (j + 1));
+    // A rule that matches everything ("a *:* rwm") ends the program: the verifier refuses
+    // unreachable instructions.
+    if (jumps.empty()) return p;
+  }
+  p.push_back(mov32_imm(0, 0));  // no rule matched: deny
+  p.push_back(exit_insn());
+  return p;
+}
+
+long sys_bpf(int cmd, union bpf_attr *attr) { return syscall(SYS_bpf, cmd, attr, sizeof *attr); }
+
+void set_info(napi_env env, napi_value info, const char *key, const char *val) {
+  if (!info) return;
+  napi_value s;
+  if (napi_create_string_utf8(env, val, NAPI_AUTO_LENGTH, &s) == napi_ok) napi_set_named_property(env, info, key, s);
+}
+
+bool get_prop_int(napi_env env, napi_value obj, const char *key, int64_t *out) {
+  napi_value v;
+  return napi_get_named_property(env, obj, key, &v) == napi_ok && get_int(env, v, out);
+}
+
+napi_value js_cgroup_device_filter(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  const char *usage = "cgroupDeviceFilter(cgroupDir, rules: {type, major, minor, access}[], info?)";
+  std::string dir;
+  bool isArr = false;
+  if (argc < 2 || !get_path(env, argv[0], &dir) || napi_is_array(env, argv[1], &isArr) != napi_ok || !isArr)
+    return fail_type(env, usage);
+  napi_value out = nullptr;
+  if (argc >= 3) {
+    napi_valuetype t;
+    if (napi_typeof(env, argv[2], &t) == napi_ok && t == napi_object) out = argv[2];
+  }
+  uint32_t n;
+  if (napi_get_array_length(env, argv[1], &n) != napi_ok) return fail_type(env, usage);
+  if (n > DEV_MAX_RULES) {
+    napi_throw_range_error(env, nullptr, "cgroupDeviceFilter: more than 64 rules");
+    return nullptr;
+  }
+  std::vector<DevRule> rules;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value r, tv;
+    std::string type;
+    DevRule d;
+    int64_t access;
+    if (napi_get_element(env, argv[1], i, &r) != napi_ok || napi_get_named_property(env, r, "type", &tv) != napi_ok ||
+        !get_string(env, tv, &type) || !get_prop_int(env, r, "major", &d.major) ||
+        !get_prop_int(env, r, "minor", &d.minor) || !get_prop_int(env, r, "access", &access))
+      return fail_type(env, usage);
+    if (type == "c") d.type = BPF_DEVCG_DEV_CHAR;
+    else if (type == "b") d.type = BPF_DEVCG_DEV_BLOCK;
+    else if (type == "a") d.type = 0;
+    else return fail_type(env, "cgroupDeviceFilter: rule type must be 'c', 'b' or 'a'");
+    if (d.major < -1 || d.major > INT32_MAX || d.minor < -1 || d.minor > INT32_MAX || access < 1 || access > 7) {
+      napi_throw_range_error(env, nullptr, "cgroupDeviceFilter: major/minor must be -1..2^31-1, access 1..7");
+      return nullptr;
+    }
+    d.access = (int)access;
+    rules.push_back(d);
+  }
+  std::vector<bpf_insn> prog = dev_program(rules);
+
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+  attr.insns = (uint64_t)(uintptr_t)prog.data();
+  attr.insn_cnt = (uint32_t)prog.size();
+  attr.license = (uint64_t)(uintptr_t) "MIT";  // no GPL-only helpers are called
+  static const char name[] = "layerfs_devices";  // shown by bpftool prog
+  static_assert(sizeof name <= sizeof attr.prog_name, "BPF_OBJ_NAME_LEN");
+  memcpy(attr.prog_name, name, sizeof name);
+  int pfd = (int)sys_bpf(BPF_PROG_LOAD, &attr);
+  if (pfd < 0) {
+    int e = errno;
+    set_info(env, out, "syscall", "bpf(BPF_PROG_LOAD)");
+    // Load again with the verifier's log (as libbpf does: a log on the first try can itself
+    // fail with ENOSPC on a long verification) and hand back its message.
+    std::vector<char> log(1 << 20);
+    attr.log_buf = (uint64_t)(uintptr_t)log.data();
+    attr.log_size = (uint32_t)log.size();
+    attr.log_level = 1;
+    int again = (int)sys_bpf(BPF_PROG_LOAD, &attr);
+    if (again >= 0) close(again);  // loaded the second time: no message to give
+    else {
+      log.back() = 0;
+      std::string msg(log.data());
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      if (!msg.empty()) set_info(env, out, "log", msg.c_str());
+    }
+    return num(env, -e);
+  }
+  int cfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cfd < 0) {
+    int e = errno;
+    close(pfd);
+    set_info(env, out, "syscall", "open");
+    return num(env, -e);
+  }
+  memset(&attr, 0, sizeof attr);
+  attr.target_fd = (uint32_t)cfd;
+  attr.attach_bpf_fd = (uint32_t)pfd;
+  attr.attach_type = BPF_CGROUP_DEVICE;
+  attr.attach_flags = BPF_F_ALLOW_MULTI;
+  int rc = sys_bpf(BPF_PROG_ATTACH, &attr) < 0 ? -errno : 0;
+  if (rc < 0) set_info(env, out, "syscall", "bpf(BPF_PROG_ATTACH)");
+  // The attachment holds its own reference to the program: it lives as long as the cgroup.
+  close(cfd);
+  close(pfd);
+  return num(env, rc);
+}
+
 napi_value init(napi_env env, napi_value exports) {
   struct {
     const char *name;
@@ -262,7 +465,7 @@ napi_value init(napi_env env, napi_value exports) {
   } fns[] = {
       {"lgetxattr", js_lgetxattr},       {"llistxattr", js_llistxattr}, {"lsetxattr", js_lsetxattr},
       {"lremovexattr", js_lremovexattr}, {"renameat2", js_renameat2},   {"utimensat", js_utimensat},
-      {"copyFile", js_copy_file},
+      {"copyFile", js_copy_file},        {"cgroupDeviceFilter", js_cgroup_device_filter},
   };
   for (auto &f : fns) {
     napi_value v;
