@@ -11,7 +11,17 @@ import { ROOT } from '../root.ts';
 const repo = ROOT;
 const here = path.join(ROOT, 'src', 'launcher');
 export const STAGE2_SOURCE = path.join(here, 'stage2.ts');
-const INPUTS = [STAGE2_SOURCE, path.join(here, 'paths.ts'), path.join(here, 'protocol.ts'), path.join(repo, 'src', 'sys', 'index.ts')];
+
+/** Every source file of src/ (stage 2 imports a few of them; hashing all never goes stale). */
+function inputs(dir = path.join(repo, 'src')): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...inputs(p));
+    else if (/\.(ts|json)$/.test(e.name)) out.push(p);
+  }
+  return out;
+}
 
 /**
  * Path of the bundled stage 2, building it when the sources changed. Returns null when it
@@ -20,7 +30,8 @@ const INPUTS = [STAGE2_SOURCE, path.join(here, 'paths.ts'), path.join(here, 'pro
 export async function stage2Bundle(): Promise<string | null> {
   try {
     const h = createHash('sha256');
-    for (const f of INPUTS) h.update(fs.readFileSync(f));
+    h.update(repo);
+    for (const f of inputs()) h.update(f).update(fs.readFileSync(f));
     const hash = h.digest('hex').slice(0, 16);
     // Inside node_modules, so that the external `koffi` import resolves from there.
     const dir = path.join(repo, 'node_modules', '.cache', 'layerfs');
@@ -36,6 +47,8 @@ export async function stage2Bundle(): Promise<string | null> {
       format: 'esm',
       target: 'node20',
       external: ['koffi'],
+      // The bundle lives in node_modules/.cache: src/root.ts must not derive ROOT from its URL.
+      banner: { js: `globalThis.LAYERFS_ROOT = ${JSON.stringify(repo)};` },
       outfile: tmp,
       logLevel: 'silent',
     });

@@ -10,6 +10,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { applyDeviceFilterV2 } from './devices-bpf.ts';
+import { deviceRuleLine, type DeviceRule } from './security.ts';
 
 export interface Limits {
   memory?: number;
@@ -36,7 +38,7 @@ interface Hierarchy {
   mount: string;
 }
 
-const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct'];
+const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'devices'];
 const V2_CONTROLLERS = ['memory', 'pids', 'cpu'];
 const CFS_PERIOD_US = 100_000;
 
@@ -133,9 +135,11 @@ function write(dir: string, file: string, value: string): void {
 /**
  * Create the container's cgroup(s) and apply the limits. `record` is called with each directory
  * before it is created, so that a launcher killed half-way leaves a trace to clean up.
+ * `devices`: the only devices the container may open or create (v1: the devices controller's
+ * deny-all + allow list; v2: an eBPF device program on the cgroup); null leaves devices alone.
  * Returns null when this system offers no usable hierarchy (and no limits were asked for).
  */
-export function createCgroups(id: string, limits: Limits, record: (dir: string) => void): Cgroups | null {
+export function createCgroups(id: string, limits: Limits, record: (dir: string) => void, devices: readonly DeviceRule[] | null = null): Cgroups | null {
   let hs: Hierarchy[];
   try {
     hs = hierarchies().filter((h) => isWritable(h.own) || (h.version === 2 && isWritable(h.mount)));
@@ -165,6 +169,10 @@ export function createCgroups(id: string, limits: Limits, record: (dir: string) 
           }
         }
         if (h.controllers.includes('pids') && limits.pidsLimit !== undefined) write(dir, 'pids.max', String(limits.pidsLimit));
+        if (h.controllers.includes('devices') && devices) {
+          write(dir, 'devices.deny', 'a');
+          for (const r of devices) write(dir, 'devices.allow', deviceRuleLine(r));
+        }
         if (h.controllers.includes('cpu') && limits.cpus !== undefined) {
           write(dir, 'cpu.cfs_period_us', String(CFS_PERIOD_US));
           write(dir, 'cpu.cfs_quota_us', String(Math.max(1000, Math.round(limits.cpus * CFS_PERIOD_US))));
@@ -198,6 +206,10 @@ export function createCgroups(id: string, limits: Limits, record: (dir: string) 
       }
       if (limits.pidsLimit !== undefined) write(dir, 'pids.max', String(limits.pidsLimit));
       if (limits.cpus !== undefined) write(dir, 'cpu.max', `${Math.max(1000, Math.round(limits.cpus * CFS_PERIOD_US))} ${CFS_PERIOD_US}`);
+      if (devices) applyDeviceFilterV2(dir, devices);
+    }
+    if (devices && cg.version === 1 && !hs.some((h) => h.controllers.includes('devices'))) {
+      throw new Error('no cgroup v1 devices controller to keep the container from device nodes');
     }
   } catch (e) {
     removeCgroups(cg.dirs);

@@ -9,16 +9,11 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { splitLowerdirs } from '../config.ts';
+import { RunError } from './errors.ts';
+import { capName } from './security.ts';
+import { parseIdRange, type IdRange, type UsernsRequest } from './userns.ts';
 
-/** A launcher error: one line on stderr, exit status 125 (CMD's own statuses stay distinct). */
-export class RunError extends Error {
-  readonly status: number;
-  constructor(message: string, status = 125) {
-    super(`layerfs run: ${message.replace(/[\r\n]+/g, ' ')}`);
-    this.name = 'RunError';
-    this.status = status;
-  }
-}
+export { RunError };
 
 export interface Volume {
   /** Host path as given (resolved later). */
@@ -56,6 +51,15 @@ export interface RunOptions {
   net: NetMode;
   /** A user namespace even as root (always one when not root). */
   userns: boolean;
+  /** As root: which host ids the container's are (--userns=auto, --uidmap, --subuidname). */
+  idmap?: UsernsRequest;
+  /** --cap-add / --cap-drop, names without CAP_ (or ALL), in the order given. */
+  capAdd: string[];
+  capDrop: string[];
+  /** Every capability, no seccomp filter, no masked or read-only paths, every device. */
+  privileged: boolean;
+  /** --security-opt seccomp=: the default profile, none, or a profile file (docker's JSON). */
+  seccomp: 'default' | 'unconfined' | { file: string };
   interactive: boolean;
   tty: boolean;
   /** Seconds between the forwarded SIGTERM/SIGINT and SIGKILL. */
@@ -76,8 +80,15 @@ export const USAGE = `usage: layerfs run [OPTIONS] --lower A:B:C [--upper U --wo
   --read-only            root mounted read-only        -v, --volume HOST:CTR[:ro|rw]  bind mount
   --memory BYTES[k|m|g]  memory limit (OOM-kill)       --pids-limit N    process limit
   --cpus F               CPU limit                     --net none|host   network (none: only lo)
-  --userns               user namespace as root too    -i, -t, -it       stdin open, TTY
-  --stop-timeout S       SIGTERM..SIGKILL grace (10)   --cleanup         reap what killed launchers left`;
+  -i, -t, -it            stdin open, TTY               --stop-timeout S  SIGTERM..SIGKILL grace (10)
+  --cleanup              reap what killed launchers left
+security (see README, Containers: what they can and cannot do):
+  --cap-add CAP, --cap-drop CAP   change podman's default capability set (NET_ADMIN or CAP_NET_ADMIN, ALL)
+  --privileged           every capability, no seccomp filter, no masked /proc paths, any device
+  --security-opt seccomp=unconfined|FILE.json   no filter, or a docker/podman JSON profile
+  --userns[=auto[:size=N]|host]   user namespace as root: container ids from an unused host range
+  --uidmap CTR:HOST:N, --gidmap CTR:HOST:N     explicit ranges (host id 0 is refused)
+  --subuidname NAME, --subgidname NAME          the ranges /etc/subuid, /etc/subgid give NAME`;
 
 const VALUE_OPTS = new Map<string, string>([
   ['--lower', 'lower'],
@@ -101,12 +112,19 @@ const VALUE_OPTS = new Map<string, string>([
   ['--net', 'net'],
   ['--network', 'net'],
   ['--stop-timeout', 'stop'],
+  ['--cap-add', 'capadd'],
+  ['--cap-drop', 'capdrop'],
+  ['--security-opt', 'secopt'],
+  ['--uidmap', 'uidmap'],
+  ['--gidmap', 'gidmap'],
+  ['--subuidname', 'subuidname'],
+  ['--subgidname', 'subgidname'],
 ]);
 
 const FLAG_OPTS = new Map<string, string>([
   ['--keep', 'keep'],
   ['--read-only', 'readonly'],
-  ['--userns', 'userns'],
+  ['--privileged', 'privileged'],
   ['-i', 'interactive'],
   ['--interactive', 'interactive'],
   ['-t', 'tty'],
@@ -187,8 +205,27 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
     cleanupOnly: false,
     help: false,
     command: [],
+    capAdd: [],
+    capDrop: [],
+    privileged: false,
+    seccomp: 'default',
   };
   let lower: string | undefined;
+  let usernsMode: string | undefined;
+  const uidmap: IdRange[] = [];
+  const gidmap: IdRange[] = [];
+  let subuidname: string | undefined;
+  let subgidname: string | undefined;
+  const caps = (v: string, opt: string): string[] =>
+    v.split(',').map((c) => {
+      const n = capName(c);
+      if (n === null) throw new RunError(`${opt} '${c}': unknown capability (names as docker spells them, e.g. NET_ADMIN or CAP_NET_ADMIN, or ALL)`);
+      return n;
+    });
+  const subidName = (v: string, opt: string): string => {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(v)) throw new RunError(`bad ${opt} '${v}': expected a user or group name`);
+    return v;
+  };
   const set = (key: string, v: string, opt: string): void => {
     switch (key) {
       case 'lower':
@@ -252,6 +289,30 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
         o.stopTimeout = n;
         break;
       }
+      case 'capadd':
+        o.capAdd.push(...caps(v, opt));
+        break;
+      case 'capdrop':
+        o.capDrop.push(...caps(v, opt));
+        break;
+      case 'secopt':
+        parseSecurityOpt(o, v);
+        break;
+      case 'userns':
+        usernsMode = v;
+        break;
+      case 'uidmap':
+        uidmap.push(parseIdRange(v, opt));
+        break;
+      case 'gidmap':
+        gidmap.push(parseIdRange(v, opt));
+        break;
+      case 'subuidname':
+        subuidname = subidName(v, opt);
+        break;
+      case 'subgidname':
+        subgidname = subidName(v, opt);
+        break;
       default:
         throw new RunError(`internal: unknown option key ${key} (${opt})`);
     }
@@ -259,7 +320,7 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
   const flag = (key: string): void => {
     if (key === 'keep') o.keep = true;
     else if (key === 'readonly') o.readOnly = true;
-    else if (key === 'userns') o.userns = true;
+    else if (key === 'privileged') o.privileged = true;
     else if (key === 'interactive') o.interactive = true;
     else if (key === 'tty') o.tty = true;
     else if (key === 'cleanup') o.cleanupOnly = true;
@@ -276,6 +337,11 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
     if (!a.startsWith('-') || a === '-') break; // the command
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
     const name = eq > 0 ? a.slice(0, eq) : a;
+    if (name === '--userns') {
+      // --userns alone is --userns=auto; a value only with '=' (what follows is the command).
+      set('userns', eq > 0 ? a.slice(eq + 1) : 'auto', name);
+      continue;
+    }
     if (FLAG_OPTS.has(name)) {
       if (eq > 0) throw new RunError(`option '${name}' takes no value`);
       flag(FLAG_OPTS.get(name)!);
@@ -317,6 +383,7 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
   o.command = argv.slice(i);
 
   if (o.cleanupOnly || o.help) return o;
+  resolveUserns(o, usernsMode, uidmap, gidmap, subuidname, subgidname);
   if (lower !== undefined) {
     o.lowers = splitLowerdirs(lower).filter((l) => l !== '');
     if (o.lowers.length === 0) throw new RunError('--lower needs at least one layer');
@@ -339,4 +406,42 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
     targets.add(v.target);
   }
   return o;
+}
+
+/** --security-opt VALUE (docker's and podman's spellings of what applies here). */
+function parseSecurityOpt(o: RunOptions, v: string): void {
+  const eq = v.search(/[=:]/);
+  const key = eq < 0 ? v : v.slice(0, eq);
+  const val = eq < 0 ? '' : v.slice(eq + 1);
+  if (key === 'seccomp') {
+    if (val === '') throw new RunError(`bad --security-opt '${v}': expected seccomp=unconfined or seccomp=PROFILE.json`);
+    o.seccomp = val === 'unconfined' ? 'unconfined' : { file: val };
+    return;
+  }
+  if (key === 'no-new-privileges') {
+    // Always set: a setuid program in an image never gains privileges.
+    if (val === '' || val === 'true') return;
+    throw new RunError(`--security-opt '${v}': layerfs always sets no_new_privs; it cannot be turned off`);
+  }
+  // No SELinux or AppArmor confinement is applied here: asking for none is what we do anyway.
+  if (v === 'label=disable' || v === 'label:disable' || v === 'apparmor=unconfined' || v === 'apparmor:unconfined') return;
+  throw new RunError(`unsupported --security-opt '${v}' (supported: seccomp=unconfined, seccomp=FILE.json, no-new-privileges, label=disable, apparmor=unconfined)`);
+}
+
+/** --userns / --uidmap / --gidmap / --subuidname / --subgidname into o.userns and o.idmap. */
+function resolveUserns(o: RunOptions, mode: string | undefined, uidmap: IdRange[], gidmap: IdRange[], subuid?: string, subgid?: string): void {
+  const explicit = uidmap.length > 0 || gidmap.length > 0;
+  const named = subuid !== undefined || subgid !== undefined;
+  if (explicit && named) throw new RunError('--uidmap/--gidmap and --subuidname/--subgidname exclude each other');
+  if (mode !== undefined && (explicit || named)) throw new RunError(`--userns=${mode} cannot be combined with --uidmap/--gidmap/--subuidname/--subgidname`);
+  if (explicit) o.idmap = { kind: 'map', uid: uidmap.length > 0 ? uidmap : gidmap, gid: gidmap.length > 0 ? gidmap : uidmap };
+  else if (named) o.idmap = { kind: 'subid', user: subuid ?? subgid!, group: subgid ?? subuid! };
+  else if (mode !== undefined && mode !== 'host') {
+    const m = /^auto(?::size=([0-9]{1,6}))?$/.exec(mode);
+    if (!m) throw new RunError(`bad --userns '${mode}': expected auto, auto:size=N or host`);
+    const size = m[1] === undefined ? 65536 : Number(m[1]);
+    if (size < 1 || size > 65536) throw new RunError(`bad --userns '${mode}': the size must be from 1 to 65536`);
+    o.idmap = { kind: 'auto', size };
+  }
+  o.userns = o.idmap !== undefined;
 }

@@ -12,6 +12,8 @@
 //         launcher reads: util-linux 2.38's unshare reports a child killed by SIGKILL only as
 //         "sigprocmask unblock failed" and exit status 1, which the launcher maps to 137)
 
+import type { SeccompWire } from './seccomp.ts';
+
 export interface Stage2Volume {
   /** Real path on the host. */
   host: string;
@@ -32,7 +34,7 @@ export interface Stage2Config {
   net: 'none' | 'host';
   /** Running in a user namespace (no mknod, no gid=5 for devpts, sysfs only with own netns). */
   userns: boolean;
-  /** The launcher writes the uid/gid maps (root with --userns: 0-65535 mapped 1:1). */
+  /** The launcher writes the uid/gid maps (root with --userns: an unprivileged host range). */
   requestMap: boolean;
   workdir: string;
   uid: number;
@@ -45,29 +47,13 @@ export interface Stage2Config {
   cgroupProcs: string[];
   /** Capabilities CMD keeps (numbers). */
   caps: number[];
+  /** --privileged: no masked or read-only kernel files, /sys writable. */
+  privileged: boolean;
+  /** The compiled seccomp filter (seccomp.ts specToWire), loaded right before execve; null: none. */
+  seccomp: SeccompWire | null;
 }
-
-/** docker's default capability set. */
-export const DEFAULT_CAPS: Record<string, number> = {
-  CAP_CHOWN: 0,
-  CAP_DAC_OVERRIDE: 1,
-  CAP_FOWNER: 3,
-  CAP_FSETID: 4,
-  CAP_KILL: 5,
-  CAP_SETGID: 6,
-  CAP_SETUID: 7,
-  CAP_SETPCAP: 8,
-  CAP_NET_BIND_SERVICE: 10,
-  CAP_NET_RAW: 13,
-  CAP_SYS_CHROOT: 18,
-  CAP_MKNOD: 27,
-  CAP_AUDIT_WRITE: 29,
-  CAP_SETFCAP: 31,
-};
 
 export const STAGE2_ENV = 'LAYERFS_STAGE2';
 export const CTL_IN_FD = 3;
 export const CTL_OUT_FD = 4;
 export const STDERR_FD = 5;
-/** Ids mapped 1:1 into the user namespace when root asks for one (--userns). */
-export const USERNS_MAP = '0 0 65536';

@@ -29,7 +29,10 @@ import { TSX_ARGS } from '../root.ts';
 import { stage2Bundle, STAGE2_SOURCE } from './bundle.ts';
 import { createCgroups, limitsUnsupported, oomKills, type Cgroups } from './cgroup.ts';
 import { parseRunArgs, RunError, USAGE, type RunOptions } from './options.ts';
-import { CTL_IN_FD, DEFAULT_CAPS, STAGE2_ENV, USERNS_MAP, type Stage2Config, type Stage2Volume } from './protocol.ts';
+import { CTL_IN_FD, STAGE2_ENV, type Stage2Config, type Stage2Volume } from './protocol.ts';
+import { compileProfile, defaultProfile, parseProfile, SeccompError, specToWire, type SeccompWire } from './seccomp.ts';
+import { ALLOWED_DEVICES, CAPS, capabilitySet } from './security.ts';
+import { allocateIds, mapsId, mapText, mappingOption, type Allocation, type IdMaps } from './userns.ts';
 import { cleanupRun, reapDead, RunRecord } from './state.ts';
 import { openPtyMaster, relay } from './tty.ts';
 
@@ -103,8 +106,8 @@ function childOf(pid: number): number | null {
   return null;
 }
 
-/** Write the 1:1 id maps of the user namespace `pid` creates, once it has created it. */
-async function mapIds(pid: number): Promise<void> {
+/** Write the id maps of the user namespace `pid` creates, once it has created it. */
+async function mapIds(pid: number, maps: IdMaps): Promise<void> {
   const own = fs.readlinkSync('/proc/self/ns/user');
   const until = Date.now() + 10_000;
   for (;;) {
@@ -118,8 +121,8 @@ async function mapIds(pid: number): Promise<void> {
     if (Date.now() > until) throw new Error('unshare did not create the user namespace');
     await new Promise((r) => setTimeout(r, 2));
   }
-  fs.writeFileSync(`/proc/${pid}/uid_map`, USERNS_MAP);
-  fs.writeFileSync(`/proc/${pid}/gid_map`, USERNS_MAP);
+  fs.writeFileSync(`/proc/${pid}/uid_map`, mapText(maps.uid));
+  fs.writeFileSync(`/proc/${pid}/gid_map`, mapText(maps.gid));
 }
 
 function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
@@ -127,8 +130,46 @@ function exitStatus(code: number | null, signal: NodeJS.Signals | null): number 
   return 128 + (signal ? os.constants.signals[signal] : 9);
 }
 
+/** Largest seccomp profile file read (docker's default profile is about 20 KiB). */
+const MAX_PROFILE = 1024 * 1024;
+
+/** Read a profile file: a regular file (no FIFO, device or directory), bounded. */
+function readProfile(file: string): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (e) {
+    throw new RunError(`seccomp profile ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new RunError(`seccomp profile ${file}: not a regular file`);
+    if (st.size > MAX_PROFILE) throw new RunError(`seccomp profile ${file}: larger than ${MAX_PROFILE} bytes`);
+    const buf = Buffer.alloc(MAX_PROFILE + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    if (n > MAX_PROFILE) throw new RunError(`seccomp profile ${file}: larger than ${MAX_PROFILE} bytes`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The filter CMD runs under, compiled for its capabilities: null with none. */
+function seccompFor(opts: RunOptions, caps: readonly string[]): SeccompWire | null {
+  if (opts.seccomp === 'unconfined' || (opts.privileged && opts.seccomp === 'default')) return null;
+  try {
+    const profile = opts.seccomp === 'default' ? defaultProfile() : parseProfile(readProfile(opts.seccomp.file), opts.seccomp.file);
+    return specToWire(compileProfile(profile, { caps: new Set(caps.map((c) => `CAP_${c}`)) }));
+  } catch (e) {
+    if (e instanceof SeccompError) throw new RunError(e.message);
+    throw e;
+  }
+}
+
 class Launch {
   private child?: ChildProcess;
+  private ids?: Allocation;
   private cmdPid: number | null = null;
   private interrupted: NodeJS.Signals | null = null;
   private killTimer?: NodeJS.Timeout;
@@ -201,6 +242,10 @@ class Launch {
       }
     }
     if (rootless && opts.user && opts.user.uid !== 0) throw new RunError(`-u ${opts.user.uid}: without root only uid 0 is mapped in the container's user namespace`);
+    if (rootless && opts.idmap) throw new RunError('--userns=auto, --uidmap and --subuidname need root; without root the caller is uid 0 of the container\'s user namespace');
+    if (opts.idmap && rootfs !== undefined) throw new RunError('--userns/--uidmap need the layers (--lower or an IMAGE): the owners of a --rootfs directory cannot be shifted into the container\'s id range');
+    const capNames = capabilitySet(opts.capAdd, opts.capDrop, opts.privileged);
+    const seccomp = seccompFor(opts, capNames);
 
     await reapDead().catch(() => undefined);
     this.installSignals();
@@ -211,6 +256,9 @@ class Launch {
     let cg: Cgroups | null = null;
     let status = 125;
     try {
+      // As root with a user namespace: the host ids of the container's (held until mapped).
+      if (opts.idmap) this.ids = allocateIds(opts.idmap);
+      const maps = this.ids?.maps;
       let root: string;
       if (rootfs !== undefined) root = rootfs;
       else {
@@ -230,6 +278,7 @@ class Launch {
         }
         const o = [`lowerdir=${opts.lowers.map(esc).join(':')}`, `upperdir=${esc(upper)}`, `workdir=${esc(work!)}`];
         if (rootless) o.push('userxattr');
+        if (maps) o.push(`uidmapping=${mappingOption(maps.uid)}`, `gidmapping=${mappingOption(maps.gid)}`);
         let cfg;
         try {
           cfg = await validateMountConfig(parseMountArgs(['-o', o.join(','), root]));
@@ -250,12 +299,16 @@ class Launch {
       // An image's User is looked up in the container's own /etc/passwd, now that it is mounted.
       const user = opts.user ?? (opts.imageUser !== undefined ? resolveImageUser(root, opts.imageUser) : undefined);
       if (rootless && user && user.uid !== 0) throw new RunError(`user ${user.uid} of the image: without root only uid 0 is mapped in the container's user namespace`);
+      if (maps && user && (!mapsId(maps.uid, user.uid) || !mapsId(maps.gid, user.gid ?? user.uid))) {
+        throw new RunError(`user ${user.uid}:${user.gid ?? user.uid} is not mapped in the container's user namespace`);
+      }
       try {
-        cg = createCgroups(id, limits, (d) => rec.update((s) => s.cgroupDirs.push(d)));
+        cg = createCgroups(id, limits, (d) => rec.update((s) => s.cgroupDirs.push(d)), opts.privileged || rootless ? null : ALLOWED_DEVICES);
       } catch (e) {
         throw new RunError(`cannot set up the cgroup: ${(e as Error).message}`);
       }
       if (!cg && (limits.memory ?? limits.pidsLimit ?? limits.cpus) !== undefined) throw new RunError('no usable cgroup hierarchy for the limits');
+      if (!cg && !rootless && !opts.privileged) throw new RunError('no usable cgroup hierarchy to keep the container from device nodes (--privileged runs without)');
       this.checkInterrupted();
 
       const hostname = opts.hostname ?? id;
@@ -274,7 +327,9 @@ class Launch {
         command: opts.command,
         tty: opts.tty,
         cgroupProcs: cg?.procs ?? [],
-        caps: Object.values(DEFAULT_CAPS),
+        caps: capNames.map((c) => CAPS[c]),
+        privileged: opts.privileged,
+        seccomp,
       };
       status = await this.start(s2);
       const kills = oomKills(cg);
@@ -287,6 +342,7 @@ class Launch {
       }
       return status;
     } finally {
+      this.ids?.release();
       this.removeSignals();
       const problems = await cleanupRun(rec.dir, rec.state);
       for (const p of problems) say(`layerfs run: cleanup: ${p}`);
@@ -299,9 +355,9 @@ class Launch {
     const unshare = ['unshare', '--mount', '--pid', '--uts', '--ipc'];
     if (s2.net === 'none') unshare.push('--net');
     // Rootless: the caller becomes root inside (unshare writes that one-line map). Root asking
-    // for --userns: ids 0-65535 mapped 1:1, written by us (util-linux would need newuidmap); a
-    // `sh` waits for them so that stage 2 is executed as a mapped root, with its capabilities.
-    if (s2.userns) unshare.push(...(s2.requestMap ? ['--user'] : ['--user', '--map-root-user']));
+    // for --userns: the allocated unprivileged host range, written by us (util-linux would need
+    // newuidmap); a `sh` waits for it so that stage 2 is executed as a mapped root.
+    if (s2.userns) unshare.push(...(s2.requestMap ? ['--user', '--keep-caps'] : ['--user', '--map-root-user']));
     unshare.push('--fork', '--kill-child=SIGKILL', '--propagation', 'private', '--');
     if (s2.requestMap) unshare.push('/bin/sh', '-c', `read -r go <&${CTL_IN_FD} && exec "$0" "$@"`);
     const bundle = await stage2Bundle();
@@ -349,11 +405,13 @@ class Launch {
     const ctlIn = child.stdio[CTL_IN_FD] as Writable;
     if (s2.requestMap && child.pid !== undefined) {
       try {
-        await mapIds(child.pid);
+        await mapIds(child.pid, this.ids!.maps);
         ctlIn.write('go\n');
       } catch (e) {
         say(`layerfs run: cannot map ids into the user namespace: ${(e as Error).message}`);
         this.kill('SIGKILL');
+      } finally {
+        this.ids!.release(); // the maps are visible in /proc now: the next launcher sees them taken
       }
     }
     const ctlOut = child.stdio[CTL_IN_FD + 1] as Readable;

@@ -12,6 +12,8 @@ import * as path from 'node:path';
 import * as sys from '../sys/index.ts';
 import { makeInRoot, PathError, resolveInRoot } from './paths.ts';
 import { CTL_IN_FD, CTL_OUT_FD, STAGE2_ENV, STDERR_FD, type Stage2Config } from './protocol.ts';
+import { loadSeccomp, specFromWire } from './seccomp.ts';
+import { MASKED_PATHS, READONLY_PATHS } from './security.ts';
 
 class Stage2Error extends Error {
   constructor(
@@ -69,11 +71,31 @@ function mountPoint(cfg: Stage2Config, target: string, file = false): string {
   }
 }
 
+/**
+ * The root must be a mount point of its own for pivot_root: a bind of the layerfs mount (or of
+ * the --rootfs directory) onto itself, private to this namespace.
+ */
+function bindRoot(cfg: Stage2Config): void {
+  sys.mount(cfg.root, cfg.root, null, MS_BIND | MS_REC);
+}
+
+/**
+ * Root with --userns: stage 2 started as host root, which the namespace does not map (it kept
+ * its capabilities there through unshare --keep-caps). Become the namespace's root — an
+ * unprivileged host id — before anything is created in the container's root, so that the mount
+ * stores it with the image's ids. That id cannot pass the launcher's run directory (mode 700):
+ * the root is reached through a descriptor opened before the switch from here on.
+ */
+function becomeNamespaceRoot(cfg: Stage2Config): void {
+  const fd = fs.openSync(cfg.root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  sys.setgroups([]);
+  sys.setresgid(0);
+  sys.setresuid(0);
+  cfg.root = `/proc/self/fd/${fd}`;
+}
+
 function setupMounts(cfg: Stage2Config): void {
   const root = cfg.root;
-  // The root must be a mount point of its own for pivot_root; a bind of the layerfs mount (or
-  // of the --rootfs directory) onto itself, private to this namespace.
-  sys.mount(root, root, null, MS_BIND | MS_REC);
 
   sys.mount('proc', mountPoint(cfg, '/proc'), 'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC);
 
@@ -95,16 +117,33 @@ function setupMounts(cfg: Stage2Config): void {
   fs.symlinkSync('/proc/self/fd', path.join(dev, 'fd'));
   ['stdin', 'stdout', 'stderr'].forEach((n, i) => fs.symlinkSync(`/proc/self/fd/${i}`, path.join(dev, n)));
 
-  // /sys read-only. sysfs needs a network namespace of our own user namespace; with --net host
+  // /sys read-only (writable with --privileged). sysfs needs a network namespace of our own user namespace; with --net host
   // in a user namespace, a read-only bind of the host's /sys instead.
   const sysDir = mountPoint(cfg, '/sys');
   try {
-    sys.mount('sysfs', sysDir, 'sysfs', MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    sys.mount('sysfs', sysDir, 'sysfs', (cfg.privileged ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC);
   } catch (e) {
     if ((e as sys.SysError).code !== 'EPERM') throw e;
     sys.mount('/sys', sysDir, null, MS_BIND | MS_REC);
     remountReadOnly(sysDir);
   }
+
+  // ping without CAP_NET_RAW: ICMP datagram sockets for every group, in the container's own
+  // network namespace only (with --net host this sysctl is the host's: left alone).
+  // In a user namespace only its mapped groups are accepted: then root's group alone.
+  if (cfg.net === 'none') {
+    const range = path.join(root, 'proc/sys/net/ipv4/ping_group_range');
+    try {
+      fs.writeFileSync(range, '0 2147483647');
+    } catch {
+      try {
+        fs.writeFileSync(range, '0 0');
+      } catch {
+        /* ping then needs a raw socket, as on a host with the default range */
+      }
+    }
+  }
+  if (!cfg.privileged) restrictKernelFiles(root);
 
   sys.mount('tmpfs', mountPoint(cfg, '/tmp'), 'tmpfs', MS_NOSUID | MS_NODEV, 'mode=1777');
 
@@ -127,6 +166,36 @@ function setupMounts(cfg: Stage2Config): void {
   }
 
   if (cfg.readOnly) remountReadOnly(root);
+}
+
+/**
+ * What the kernel shows in /proc and /sys about the host: read-only where a write would reach
+ * the host (sysctls, sysrq, irq affinity), hidden where a read tells too much (kcore, keys,
+ * timers, firmware tables). Paths are looked up below `root` without following symlinks; ones
+ * this kernel lacks are skipped. Called after /proc and /sys are mounted, before the pivot.
+ */
+function restrictKernelFiles(root: string): void {
+  const at = (p: string): fs.Stats | null => {
+    try {
+      return fs.lstatSync(path.join(root, p));
+    } catch {
+      return null;
+    }
+  };
+  for (const p of READONLY_PATHS) {
+    const st = at(p);
+    if (!st || st.isSymbolicLink()) continue;
+    const target = path.join(root, p);
+    sys.mount(target, target, null, MS_BIND | MS_REC);
+    remountReadOnly(target);
+  }
+  for (const p of MASKED_PATHS) {
+    const st = at(p);
+    if (!st || st.isSymbolicLink()) continue;
+    const target = path.join(root, p);
+    if (st.isDirectory()) sys.mount('tmpfs', target, 'tmpfs', MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, 'size=0,mode=555');
+    else sys.mount('/dev/null', target, null, MS_BIND);
+  }
 }
 
 /** The pseudo-terminal for -t: the launcher allocates it in our devpts (see run.ts). */
@@ -226,12 +295,14 @@ function main(): never {
   sys.setBlocking(CTL_IN_FD);
   sys.getNoNewPrivs(); // load the libc bindings while the host's files are still reachable
 
+  // Opened first: the cgroup filesystem is the host's (root-owned, gone after the pivot).
+  const cgroupFds = cfg.cgroupProcs.map((p) => fs.openSync(p, 'w'));
+  bindRoot(cfg);
+  if (cfg.requestMap) becomeNamespaceRoot(cfg);
   setupMounts(cfg);
   if (cfg.net === 'none') sys.interfaceUp('lo');
   sys.sethostname(cfg.hostname);
   const ttyFd = cfg.tty ? openTty(cfg) : -1;
-  // Opened before the pivot: the cgroup filesystem is not visible afterwards.
-  const cgroupFds = cfg.cgroupProcs.map((p) => fs.openSync(p, 'w'));
 
   pivot(cfg.root);
 
@@ -284,6 +355,14 @@ function main(): never {
   }
   killChildren(); // none when bundled; under tsx its esbuild service would stay behind
   sys.resetSignals();
+  // Last: from here on only what the filter allows (write and execve are).
+  if (cfg.seccomp) {
+    try {
+      loadSeccomp(specFromWire(cfg.seccomp));
+    } catch (e) {
+      throw new Stage2Error(`cannot load the seccomp filter: ${(e as Error).message}`);
+    }
+  }
   send('exec');
   try {
     sys.execve(file, cfg.command, cfg.env);

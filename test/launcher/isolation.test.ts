@@ -6,7 +6,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_CAPS } from '../../src/launcher/protocol.ts';
+import { CAPS, DEFAULT_CAP_NAMES, MASKED_PATHS, READONLY_PATHS } from '../../src/launcher/security.ts';
 import { isRoot, rootfs, runIn, sandbox, sh } from './_helpers.ts';
 
 const t0 = isRoot() ? test.serial : test.skip; // serial: each test starts real containers
@@ -44,8 +44,11 @@ t0('mount namespace + pivot_root: a host marker file is invisible, no host path 
   t.notRegex(r.stdout, /secret/);
   const mountinfo = r.stdout.split('\n').filter((l) => / - /.test(l));
   // Only the container's own mounts: the root, proc, dev (+ nodes, pts, shm), sys, tmp.
+  // (and the masked and read-only kernel files over /proc and /sys, where this kernel has them)
   const points = mountinfo.map((l) => l.split(' ')[4]).sort();
-  t.deepEqual(points, ['/', '/dev', '/dev/full', '/dev/null', '/dev/pts', '/dev/random', '/dev/shm', '/dev/tty', '/dev/urandom', '/dev/zero', '/proc', '/sys', '/tmp'].sort());
+  const kernelFiles = [...MASKED_PATHS, ...READONLY_PATHS].filter((p) => fs.existsSync(p)).sort();
+  t.deepEqual(points.filter((p) => !kernelFiles.includes(p)), ['/', '/dev', '/dev/full', '/dev/null', '/dev/pts', '/dev/random', '/dev/shm', '/dev/tty', '/dev/urandom', '/dev/zero', '/proc', '/sys', '/tmp'].sort());
+  t.deepEqual(points.filter((p) => kernelFiles.includes(p)), kernelFiles);
   t.regex(mountinfo.find((l) => l.split(' ')[4] === '/')!, / - fuse\.layerfs /, 'the root is the layerfs mount, pivoted into');
   t.not(r.stdout.trim().split('\n').at(-1), nsId('mnt'));
   for (const l of mountinfo) t.notRegex(l.split(' ')[3], new RegExp(os.tmpdir()), 'no host directory is bind-mounted in');
@@ -90,7 +93,8 @@ t0('IPC and cgroup namespaces: own ids, the cgroup namespace is rooted at the co
 
 t0('network: only lo, and it is up; --net host shares the host interfaces', async (t) => {
   const sb = sandbox(t);
-  const r = await sh(sb, 'cat /proc/net/dev; ip link; readlink /proc/self/ns/net; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping-ok');
+  // busybox ping needs a raw socket: CAP_NET_RAW, which podman's default set (and ours) lacks.
+  const r = await sh(sb, 'cat /proc/net/dev; ip link; readlink /proc/self/ns/net; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping-ok', ['--cap-add', 'NET_RAW']);
   t.is(r.code, 0, r.stderr);
   const ifaces = r.stdout
     .split('\n')
@@ -140,12 +144,12 @@ t0('/dev is minimal, /proc is the new PID namespace, /sys is read-only, /tmp is 
   t.is(lines[10], 'shm-ok');
 });
 
-t0('no_new_privs and docker\'s default capability set', async (t) => {
+t0('no_new_privs and podman\'s default capability set', async (t) => {
   const sb = sandbox(t);
   const r = await sh(sb, 'grep -E "^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)" /proc/self/status');
   t.is(r.code, 0, r.stderr);
   let mask = 0n;
-  for (const c of Object.values(DEFAULT_CAPS)) mask |= 1n << BigInt(c);
+  for (const c of DEFAULT_CAP_NAMES) mask |= 1n << BigInt(CAPS[c]);
   const hex = mask.toString(16).padStart(16, '0');
   const fields = Object.fromEntries(r.stdout.trim().split('\n').map((l) => l.split(/:\s*/)));
   t.deepEqual(fields, { CapInh: '0'.repeat(16), CapPrm: hex, CapEff: hex, CapBnd: hex, CapAmb: '0'.repeat(16), NoNewPrivs: '1' });
@@ -282,17 +286,53 @@ t0('a volume target behind a symlink in the image stays inside the container roo
   t.false(fs.existsSync('/etc/layerfs-hostetc'), 'never on the host');
 });
 
-t0('--userns as root: a user namespace with ids 0-65535 mapped 1:1', async (t) => {
+t0('--userns as root: container root is an unprivileged host id; the upper keeps the image\'s ids', async (t) => {
   const sb = sandbox(t);
-  const r = await sh(sb, 'cat /proc/self/uid_map /proc/self/gid_map; readlink /proc/self/ns/user; id; echo w > /root/w && echo write-ok', ['--userns']);
+  const upper = path.join(sb.dir, 'upper');
+  const work = path.join(sb.dir, 'work');
+  fs.mkdirSync(upper);
+  fs.mkdirSync(work);
+  const r = await sh(sb, 'cat /proc/self/uid_map /proc/self/gid_map; readlink /proc/self/ns/user; id; echo w > /root/w && echo write-ok; stat -c "%u:%g" /etc/motd /root/w', ['--userns', '--upper', upper, '--work', work]);
   t.is(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
-  t.deepEqual(lines.slice(0, 2).map((l) => l.trim().split(/\s+/)), [['0', '0', '65536'], ['0', '0', '65536']]);
+  const [uidMap, gidMap] = lines.slice(0, 2).map((l) => l.trim().split(/\s+/).map(Number));
+  t.is(uidMap[0], 0);
+  t.true(uidMap[1] >= 100000, `container root is host uid ${uidMap[1]}, not a privileged one`);
+  t.is(uidMap[2], 65536);
+  t.is(gidMap[0], 0);
+  t.true(gidMap[1] >= 100000);
   t.not(lines[2], nsId('user'));
   t.is(lines[3], 'uid=0(root) gid=0(root)');
   t.is(lines[4], 'write-ok');
+  t.deepEqual(lines.slice(5), ['0:0', '0:0'], 'the image\'s root-owned files are the container root\'s');
+  const st = fs.statSync(path.join(upper, 'root/w'));
+  t.deepEqual([st.uid, st.gid], [0, 0], 'stored with the image\'s ids (what commit packs)');
   const u = await sh(sb, 'id', ['--userns', '-u', '1000:1000']);
   t.is(u.stdout, 'uid=1000(user) gid=1000(user) groups=1000(user)\n');
+});
+
+t0('--userns=auto: two containers at once get disjoint host ranges', async (t) => {
+  const sb = sandbox(t);
+  const [a, b] = await Promise.all([0, 1].map(() => sh(sb, 'cat /proc/self/uid_map; sleep 1', ['--userns=auto'])));
+  t.is(a.code, 0, a.stderr);
+  t.is(b.code, 0, b.stderr);
+  const ha = Number(a.stdout.trim().split(/\s+/)[1]);
+  const hb = Number(b.stdout.trim().split(/\s+/)[1]);
+  t.true(ha > 0 && hb > 0);
+  t.true(Math.abs(ha - hb) >= 65536, `ranges at ${ha} and ${hb} overlap`);
+});
+
+t0('--uidmap/--gidmap as podman spells them; a map that reaches host root is refused', async (t) => {
+  const sb = sandbox(t);
+  const r = await sh(sb, 'cat /proc/self/uid_map /proc/self/gid_map', ['--uidmap', '0:300000:1000', '--gidmap', '0:400000:2000']);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/)), [['0', '300000', '1000'], ['0', '400000', '2000']]);
+  const bad = await sh(sb, 'true', ['--uidmap', '0:0:65536']);
+  t.is(bad.code, 125);
+  t.is(bad.stderr, 'layerfs run: --uidmap: maps container id 0 to host id 0; container ids must be unprivileged on the host\n');
+  const unmapped = await sh(sb, 'true', ['--uidmap', '0:300000:10', '-u', '500']);
+  t.is(unmapped.code, 125);
+  t.regex(unmapped.stderr, /user 500:500 is not mapped in the container's user namespace/);
 });
 
 t0('--rootfs reuses an existing directory (e.g. a mount) as the root and leaves it alone', async (t) => {

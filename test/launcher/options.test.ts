@@ -27,6 +27,7 @@ test('a full command line', (t) => {
   t.is(o.cpus, 0.5);
   t.is(o.net, 'host');
   t.true(o.userns && o.interactive && o.tty);
+  t.deepEqual(o.idmap, { kind: 'auto', size: 65536 });
   t.is(o.stopTimeout, 3);
   t.deepEqual(o.command, ['sh', '-c', 'x']);
 });
@@ -114,4 +115,69 @@ test('bad input is one RunError line, status 125', (t) => {
 test('--cleanup and --help need nothing else', (t) => {
   t.true(parseRunArgs(['--cleanup'], {}).cleanupOnly);
   t.true(parseRunArgs(['--help'], {}).help);
+});
+
+test('security options: capabilities, --privileged, --security-opt', (t) => {
+  const o = parseRunArgs([...L, '--cap-add', 'net_admin', '--cap-add=CAP_SYS_TIME,MKNOD', '--cap-drop', 'ALL', '--privileged', '--security-opt', 'seccomp=/p.json', 'true'], {});
+  t.deepEqual(o.capAdd, ['NET_ADMIN', 'SYS_TIME', 'MKNOD']);
+  t.deepEqual(o.capDrop, ['ALL']);
+  t.true(o.privileged);
+  t.deepEqual(o.seccomp, { file: '/p.json' });
+  t.is(parseRunArgs([...L, '--security-opt', 'seccomp=unconfined', 'true'], {}).seccomp, 'unconfined');
+  t.is(parseRunArgs([...L, 'true'], {}).seccomp, 'default');
+  t.false(parseRunArgs([...L, 'true'], {}).privileged);
+  t.throws(() => parseRunArgs([...L, '--cap-add', 'SUPERPOWER', 'true'], {}), { instanceOf: RunError, message: /--cap-add 'SUPERPOWER': unknown capability/ });
+  t.throws(() => parseRunArgs([...L, '--security-opt', 'no-new-privileges=false', 'true'], {}), { message: /cannot be turned off/ });
+  t.throws(() => parseRunArgs([...L, '--security-opt', 'seccomp', 'true'], {}), { message: /expected seccomp=unconfined or seccomp=PROFILE.json/ });
+  t.throws(() => parseRunArgs([...L, '--security-opt', 'systempaths=unconfined', 'true'], {}), { message: /unsupported --security-opt/ });
+});
+
+test('capability sets as docker computes them', async (t) => {
+  const { capabilitySet, DEFAULT_CAP_NAMES, CAPS } = await import('../../src/launcher/security.ts');
+  t.deepEqual(capabilitySet([], [], false), [...DEFAULT_CAP_NAMES].sort((a, b) => CAPS[a] - CAPS[b]));
+  t.false(capabilitySet([], [], false).includes('MKNOD'), 'podman drops MKNOD');
+  t.false(capabilitySet([], [], false).includes('NET_RAW'));
+  t.deepEqual(capabilitySet(['CHOWN'], ['ALL'], false), ['CHOWN']);
+  t.deepEqual(capabilitySet([], ['KILL', 'CHOWN'], false).length, DEFAULT_CAP_NAMES.length - 2);
+  t.is(capabilitySet(['ALL'], ['SYS_ADMIN'], false).length, Object.keys(CAPS).length - 1);
+  t.is(capabilitySet([], [], true).length, Object.keys(CAPS).length);
+  t.true(capabilitySet(['MKNOD'], [], false).includes('MKNOD'));
+});
+
+test('user namespace options: auto, explicit maps, subordinate id names', (t) => {
+  t.false(parseRunArgs([...L, 'true'], {}).userns);
+  t.deepEqual(parseRunArgs([...L, '--userns=auto:size=1024', 'true'], {}).idmap, { kind: 'auto', size: 1024 });
+  const host = parseRunArgs([...L, '--userns=host', 'true'], {});
+  t.false(host.userns);
+  const m = parseRunArgs([...L, '--uidmap', '0:100000:1000', '--uidmap', '1000:5000:1', 'true'], {});
+  t.true(m.userns);
+  t.deepEqual(m.idmap, {
+    kind: 'map',
+    uid: [{ container: 0, host: 100000, size: 1000 }, { container: 1000, host: 5000, size: 1 }],
+    gid: [{ container: 0, host: 100000, size: 1000 }, { container: 1000, host: 5000, size: 1 }],
+  });
+  t.deepEqual(parseRunArgs([...L, '--subuidname', 'alice', 'true'], {}).idmap, { kind: 'subid', user: 'alice', group: 'alice' });
+  t.throws(() => parseRunArgs([...L, '--uidmap', '0:100000', 'true'], {}), { message: /expected CONTAINER_ID:HOST_ID:COUNT/ });
+  t.throws(() => parseRunArgs([...L, '--userns=keep-id', 'true'], {}), { message: /bad --userns 'keep-id'/ });
+  t.throws(() => parseRunArgs([...L, '--userns=auto', '--uidmap', '0:1:1', 'true'], {}), { message: /cannot be combined/ });
+  t.throws(() => parseRunArgs([...L, '--userns=auto:size=70000', 'true'], {}), { message: /size must be from 1 to 65536/ });
+});
+
+test('id ranges: overlaps, host root and an unmapped container root are refused', async (t) => {
+  const { checkRanges, subidRanges } = await import('../../src/launcher/userns.ts');
+  t.notThrows(() => checkRanges([{ container: 0, host: 100000, size: 65536 }], 'm'));
+  t.throws(() => checkRanges([{ container: 0, host: 0, size: 1 }], 'm'), { message: /host id 0/ });
+  t.throws(() => checkRanges([{ container: 1, host: 100000, size: 1 }], 'm'), { message: /container id 0 is not mapped/ });
+  t.throws(() => checkRanges([{ container: 0, host: 100000, size: 10 }, { container: 5, host: 200000, size: 10 }], 'm'), { message: /container ranges overlap/ });
+  t.throws(() => checkRanges([{ container: 0, host: 100000, size: 10 }, { container: 10, host: 100005, size: 10 }], 'm'), { message: /host ranges overlap/ });
+  const os = await import('node:os');
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-subid-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const f = path.join(dir, 'subuid');
+  fs.writeFileSync(f, 'bob:100000:65536\nalice:165536:1000\n1001:300000:10\nalice:400000:5\n# junk\n');
+  t.deepEqual(subidRanges(f, 'alice'), [{ container: 0, host: 165536, size: 1000 }, { container: 1000, host: 400000, size: 5 }]);
+  t.deepEqual(subidRanges(f, 'carol', 1001), [{ container: 0, host: 300000, size: 10 }]);
+  t.deepEqual(subidRanges(f, 'nobody'), []);
 });

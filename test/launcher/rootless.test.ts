@@ -39,7 +39,7 @@ t0('rootless on a layerfs mount made by root (--rootfs): the caller is uid 0 in 
   t.not(lines[2], host);
   t.is(lines[3], '1');
   t.is(lines[4], '1', 'only lo');
-  t.is(lines[5], 'CapEff:\t00000000a80425fb');
+  t.is(lines[5], 'CapEff:\t00000000800405fb', "podman's default set");
   t.is(lines[6], 'app layer motd');
   t.regex(r.stderr, /can't create \/root\/x: Permission denied/, 'root inside is no root outside: root-owned files stay closed');
   t.is(lines[7], 'tmp-ok');
