@@ -7,169 +7,19 @@
 // Proof that layerfs (and not podman's native overlay) served each container: the root mount
 // inside the container is `fuse.layerfs`, and the daemons' log (LAYERFS_LOG, which podman
 // passes on to its mount program) records every mount and every exit.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { run, type RunResult } from '../helpers/exec.ts';
-import { layerfsBin, makeTmp, mountsUnder, readMountinfo, repoRoot } from '../helpers/mounts.ts';
+import { readMountinfo, repoRoot } from '../helpers/mounts.ts';
 import { rootfs } from '../launcher/_helpers.ts';
 import { processAlive } from '../../src/mount.ts';
 import { stateFile } from '../../src/state.ts';
+import { cmdline, daemons, fuseMountsUnder, pod, rmContainer, RUN_OPTS, waitDaemonsGone, type Pod } from './_pod.ts';
 
 test.before(() => {
   execFileSync('bash', [path.join(repoRoot, 'scripts', 'podman-setup.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
 });
-
-/** What `podman run` needs on this machine (README, podman). */
-const RUN_OPTS = ['--network', 'none', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768'];
-
-interface Pod {
-  dir: string;
-  /** The daemons' log. */
-  log: string;
-  podman(args: string[], timeoutMs?: number): Promise<RunResult & { out: string }>;
-  /** podman that must succeed; returns its stdout. */
-  ok(args: string[], timeoutMs?: number): Promise<string>;
-}
-
-/**
- * A private podman: store, run root, libpod tmpdir, network config and config files in a temp
- * dir. Teardown (registered after makeTmp's, so it runs before it): remove every container,
- * stop daemons of ours that are still alive (by pid, from their log), and makeTmp's teardown
- * then unmounts whatever is left below the dir (podman's bind mount of its overlay/ dir) and
- * removes it.
- */
-function pod(t: ExecutionContext, storageOpts: string[] = []): Pod {
-  const dir = fs.realpathSync(makeTmp(t, 'layerfs-podman-'));
-  fs.chmodSync(dir, 0o755);
-  for (const d of ['tmp', 'net']) fs.mkdirSync(path.join(dir, d));
-  const conf = path.join(dir, 'containers.conf');
-  fs.writeFileSync(conf, [
-    '[engine]',
-    `image_copy_tmp_dir = "${dir}/tmp"`,
-    '[network]',
-    `network_config_dir = "${dir}/net"`,
-    '',
-  ].join('\n'));
-  fs.writeFileSync(path.join(dir, 'storage.conf'), [
-    '[storage]',
-    'driver = "overlay"',
-    `graphroot = "${dir}/root"`,
-    `runroot = "${dir}/runroot"`,
-    '',
-  ].join('\n'));
-  fs.writeFileSync(path.join(dir, 'registries.conf'), 'unqualified-search-registries = []\n');
-  const log = path.join(dir, 'layerfs.log');
-  const env = {
-    CONTAINERS_CONF: conf,
-    CONTAINERS_STORAGE_CONF: path.join(dir, 'storage.conf'),
-    CONTAINERS_REGISTRIES_CONF: path.join(dir, 'registries.conf'),
-    LAYERFS_LOG: log,
-    TMPDIR: path.join(dir, 'tmp'),
-  };
-  const global = [
-    '--root', `${dir}/root`, '--runroot', `${dir}/runroot`, '--tmpdir', `${dir}/libpod`,
-    '--storage-driver', 'overlay', '--storage-opt', `overlay.mount_program=${layerfsBin}`,
-    ...storageOpts.flatMap((o) => ['--storage-opt', o]),
-    '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', '--network-backend', 'netavark',
-  ];
-  const podman = async (args: string[], timeoutMs = 120_000) => {
-    // Files, not pipes: `run -d` leaves conmon behind, which would hold pipes open.
-    const r = await run('podman', [...global, ...args], { env, viaFiles: true, timeoutMs });
-    return { ...r, out: r.stdout.toString() };
-  };
-  const p: Pod = {
-    dir,
-    log,
-    podman,
-    async ok(args, timeoutMs) {
-      const r = await podman(args, timeoutMs);
-      if (r.code !== 0) throw new Error(`podman ${args.join(' ')}: exit ${r.code}${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.trim()}\n${r.out}`);
-      return r.out;
-    },
-  };
-  t.teardown(async () => {
-    // A container being removed while its cleanup process still runs can fail once: retry.
-    for (let i = 0; i < 3; i++) {
-      const r = await podman(['rm', '-af', '-t', '0'], 60_000);
-      if (r.code === 0) break;
-    }
-    for (const d of daemons(p)) {
-      if (processAlive(d.pid) && cmdline(d.pid).includes('__serve')) process.kill(d.pid, 'SIGTERM');
-    }
-  });
-  return p;
-}
-
-function cmdline(pid: number): string {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-  } catch {
-    return '';
-  }
-}
-
-interface Daemon {
-  pid: number;
-  mountpoint: string;
-  /** The `mounted …` log line. */
-  line: string;
-  exited: boolean;
-}
-
-/** Every daemon podman started, from the log: `layerfs[PID]: mounted MNT (…)` / `exiting: …`. */
-function daemons(p: Pod): Daemon[] {
-  let text = '';
-  try {
-    text = fs.readFileSync(p.log, 'utf8');
-  } catch {
-    return [];
-  }
-  const out = new Map<number, Daemon>();
-  for (const line of text.split('\n')) {
-    const m = /layerfs\[(\d+)\]: (mounted (\S+) |exiting: )/.exec(line);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    if (m[3]) out.set(pid, { pid, mountpoint: m[3], line, exited: false });
-    else if (out.has(pid)) out.get(pid)!.exited = true;
-  }
-  return [...out.values()];
-}
-
-/**
- * `podman rm NAME`. podman 4.3 races its own cleanup process (conmon's exit command) over the
- * container's /dev/shm mount and can fail with `unlinkat …/userdata/shm: device or resource
- * busy` even though it removed the container; seen just the same with the kernel's overlay
- * (no mount program) and --uidmap. Retried; what counts is that the container is gone.
- */
-async function rmContainer(p: Pod, name: string): Promise<void> {
-  let last = '';
-  for (let i = 0; i < 5; i++) {
-    const r = await p.podman(['rm', name]);
-    if (r.code === 0) return;
-    last = r.stderr.trim();
-    if ((await p.podman(['container', 'exists', name])).code === 1) return;
-    await new Promise((res) => setTimeout(res, 200 * (i + 1)));
-  }
-  throw new Error(`podman rm ${name}: ${last}`);
-}
-
-/** Wait until every logged daemon has exited; returns those still running. */
-async function waitDaemonsGone(p: Pod, ms = 15_000): Promise<Daemon[]> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const alive = daemons(p).filter((d) => processAlive(d.pid));
-    if (alive.length === 0 || Date.now() > until) return alive;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** FUSE mounts left below the dir (podman's own bind mount of overlay/ may stay: it is not ours). */
-function fuseMountsUnder(dir: string): string[] {
-  const under = new Set(mountsUnder(dir));
-  return readMountinfo().filter((m) => under.has(m.mountPoint) && m.fstype.startsWith('fuse')).map((m) => `${m.mountPoint} (${m.fstype})`);
-}
 
 /** The base image from the busybox root, and on top of it, with `podman build`, the app image. */
 async function images(p: Pod): Promise<void> {
@@ -302,7 +152,7 @@ test.serial('podman run --uidmap: owners are shifted by the mount, stored unshif
 test.serial('podman with overlay.force_mask=shared: the real modes come from user.containers.override_stat', async (t) => {
   // podman then stores layers with mode 0755 everywhere, the real owner and mode in an xattr,
   // and passes xattr_permissions=2.
-  const p = pod(t, ['overlay.force_mask=shared']);
+  const p = pod(t, { storageOpts: ['overlay.force_mask=shared'] });
   await images(p);
   const base = rootfs().base;
   const out = await p.ok(['run', '--rm', ...RUN_OPTS, 'localhost/lfs-app:1', 'sh', '-c', `${PROBE}; stat -c mode=%a /root /etc/passwd`]);
