@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CAPS, DEFAULT_CAP_NAMES, MASKED_PATHS, READONLY_PATHS } from '../../src/launcher/security.ts';
-import { isRoot, rootfs, runIn, sandbox, sh } from './_helpers.ts';
+import { isRoot, launch, rootfs, runIn, sandbox, sh, waitFor } from './_helpers.ts';
 
 const t0 = isRoot() ? test.serial : test.skip; // serial: each test starts real containers
 
@@ -309,6 +309,19 @@ t0('--userns as root: container root is an unprivileged host id; the upper keeps
   t.deepEqual([st.uid, st.gid], [0, 0], 'stored with the image\'s ids (what commit packs)');
   const u = await sh(sb, 'id', ['--userns', '-u', '1000:1000']);
   t.is(u.stdout, 'uid=1000(user) gid=1000(user) groups=1000(user)\n');
+  // Seen on the host through the mount, the container's files belong to its range.
+  const l = launch(sb, ['--userns', '--stop-timeout', '0', '--lower', rootfs().lower, '--', '/bin/sh', '-c', 'echo x > /root/mine; cat /proc/self/uid_map; sleep 30']);
+  const mine = path.join(sb.runDir, l.id, 'root', 'root', 'mine');
+  try {
+    await waitFor(() => fs.existsSync(mine), 20_000, 'the file written in the container');
+    const seen = fs.statSync(mine);
+    const motd = fs.statSync(path.join(sb.runDir, l.id, 'root', 'etc', 'motd'));
+    t.true(seen.uid >= 100000 && seen.gid >= 100000, `host view ${seen.uid}:${seen.gid}`);
+    t.deepEqual([motd.uid, motd.gid], [seen.uid, seen.gid], 'the image\'s root files too');
+  } finally {
+    l.child.kill('SIGTERM');
+    await l.result;
+  }
 });
 
 t0('--userns=auto: two containers at once get disjoint host ranges', async (t) => {
