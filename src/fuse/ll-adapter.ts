@@ -150,18 +150,21 @@ export class InodeTable {
     return this.nodes.get(id);
   }
 
-  /** The union path of a node (through its primary name), or null when its names are gone. */
+  /**
+   * The union path of a node, or null when its names are gone: through its primary name, or
+   * through another of its names when the primary one's directory is no longer in the table.
+   * A directory has one name; a hard link any of its names (each of which leads to it).
+   */
   path(n: Node): string | null {
     if (n === this.root) return '/';
-    const parts: string[] = [];
-    for (let c: Node = n; c !== this.root; ) {
-      if (!c.parent) return null;
-      parts.push(c.name);
-      c = c.parent;
+    if (!n.parent) return null;
+    const dir = this.path(n.parent); // null for a directory dropped from the table
+    if (dir !== null) return joinChild(dir, n.name);
+    for (const l of n.aliases ?? []) {
+      const d = this.path(l.parent);
+      if (d !== null) return joinChild(d, l.name);
     }
-    let p = '';
-    for (let i = parts.length - 1; i >= 0; i--) p += '/' + parts[i];
-    return p;
+    return null;
   }
 
   child(parent: Node, name: string): Node | undefined {
@@ -200,7 +203,12 @@ export class InodeTable {
     (parent.children ??= new Map()).set(name, n);
   }
 
-  /** Remove a node the kernel does not know (lookup count 0), with all its names. */
+  /**
+   * Remove a node the kernel does not know (lookup count 0), with all its names. A directory
+   * the kernel forgot can still have children here: hard links the kernel holds through another
+   * name (it reclaimed this directory's dentries, not the shared inode). Those lose the name
+   * in this directory and keep their others.
+   */
   dropIfUnused(n: Node): void {
     if (n.lookups > 0 || n === this.root) return;
     this.nodes.delete(n.id);
@@ -208,6 +216,14 @@ export class InodeTable {
     for (const l of this.links(n)) this.removeEntry(l.parent, l.name, n);
     n.parent = null;
     n.aliases = undefined;
+    if (n.children) {
+      const kids = n.children;
+      n.children = undefined;
+      for (const [name, c] of kids) {
+        this.dropLink(c, n, name);
+        if (c.lookups === 0) this.dropIfUnused(c); // one the kernel never took
+      }
+    }
   }
 
   forget(id: number, count: number): void {
