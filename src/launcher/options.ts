@@ -82,7 +82,7 @@ export const USAGE = `usage: layerfs run [OPTIONS] --lower A:B:C [--upper U --wo
   --cpus F               CPU limit                     --net none|host   network (none: only lo)
   -i, -t, -it            stdin open, TTY               --stop-timeout S  SIGTERM..SIGKILL grace (10)
   --cleanup              reap what killed launchers left
-security (see README, Containers: what they can and cannot do):
+security (docs/containers.md: what a container can and cannot do):
   --cap-add CAP, --cap-drop CAP   change podman's default capability set (NET_ADMIN or CAP_NET_ADMIN, ALL)
   --privileged           every capability, no seccomp filter, no masked /proc paths, any device
   --security-opt seccomp=unconfined|FILE.json   no filter, or a docker/podman JSON profile
