@@ -30,7 +30,7 @@ import { stage2Bundle, STAGE2_SOURCE } from './bundle.ts';
 import { createCgroups, limitsUnsupported, oomKills, type Cgroups } from './cgroup.ts';
 import { parseRunArgs, RunError, USAGE, type RunOptions } from './options.ts';
 import { CTL_IN_FD, STAGE2_ENV, type Stage2Config, type Stage2Volume } from './protocol.ts';
-import { compileProfile, defaultProfile, parseProfile, SeccompError, specToWire, type SeccompWire } from './seccomp.ts';
+import { compileProfile, defaultProfile, MAX_PROFILE_BYTES, parseProfile, SeccompError, specToWire, type SeccompWire } from './seccomp.ts';
 import { ALLOWED_DEVICES, CAPS, capabilitySet } from './security.ts';
 import { allocateIds, mapsId, mapText, mappingOption, type Allocation, type IdMaps } from './userns.ts';
 import { cleanupRun, reapDead, RunRecord } from './state.ts';
@@ -130,8 +130,6 @@ function exitStatus(code: number | null, signal: NodeJS.Signals | null): number 
   return 128 + (signal ? os.constants.signals[signal] : 9);
 }
 
-/** Largest seccomp profile file read (docker's default profile is about 20 KiB). */
-const MAX_PROFILE = 1024 * 1024;
 
 /** Read a profile file: a regular file (no FIFO, device or directory), bounded. */
 function readProfile(file: string): string {
@@ -144,11 +142,11 @@ function readProfile(file: string): string {
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new RunError(`seccomp profile ${file}: not a regular file`);
-    if (st.size > MAX_PROFILE) throw new RunError(`seccomp profile ${file}: larger than ${MAX_PROFILE} bytes`);
-    const buf = Buffer.alloc(MAX_PROFILE + 1);
+    if (st.size > MAX_PROFILE_BYTES) throw new RunError(`seccomp profile ${file}: larger than ${MAX_PROFILE_BYTES} bytes`);
+    const buf = Buffer.alloc(MAX_PROFILE_BYTES + 1);
     let n = 0;
     for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
-    if (n > MAX_PROFILE) throw new RunError(`seccomp profile ${file}: larger than ${MAX_PROFILE} bytes`);
+    if (n > MAX_PROFILE_BYTES) throw new RunError(`seccomp profile ${file}: larger than ${MAX_PROFILE_BYTES} bytes`);
     return buf.toString('utf8', 0, n);
   } finally {
     fs.closeSync(fd);

@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import os from 'node:os';
 import * as path from 'node:path';
 import { ROOT } from '../root.ts';
+import { CAPS } from './security.ts';
 
 // ---------------------------------------------------------------------------
 // Types
@@ -147,24 +148,11 @@ const NAME_RE = /^[a-z0-9_]{1,64}$/;
 const U64_MAX = (1n << 64n) - 1n;
 const MAX_ERRNO = 4095; // the kernel caps SECCOMP_RET_ERRNO's data at MAX_ERRNO
 
-/** Capability names by number (linux/capability.h). */
-export const CAPABILITIES: readonly string[] = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN',
-  'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE',
-  'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME',
-  'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP',
-  'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ',
-  'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
-];
+/** Capability names by number, as profiles spell them ('CAP_SYS_ADMIN'). */
+const CAPABILITIES: readonly string[] = Object.entries(CAPS)
+  .sort((a, b) => a[1] - b[1])
+  .map(([name]) => `CAP_${name}`);
 const CAP_SET = new Set(CAPABILITIES);
-
-/** Capability numbers (as stage 2 keeps them) to names. */
-export function capNames(nums: Iterable<number>): Set<string> {
-  const out = new Set<string>();
-  for (const n of nums) if (CAPABILITIES[n]) out.add(CAPABILITIES[n]);
-  return out;
-}
 
 /** libseccomp 2.5's architectures, by the SCMP_ARCH_* suffix in lower case (= libseccomp's name). */
 const SECCOMP_ARCHES = [

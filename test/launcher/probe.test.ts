@@ -16,6 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { repoRoot } from '../helpers/mounts.ts';
 import { pod, RUN_OPTS } from '../podman/_pod.ts';
+import { CAPS } from '../../src/launcher/security.ts';
 import { processesMentioning, rootfs, ROOTFS_DIR, runIn, sandbox, type Sandbox } from './_helpers.ts';
 
 const PROBE_SRC = path.join(repoRoot, 'test', 'launcher', 'probe');
@@ -74,17 +75,11 @@ const PODMAN_DENIES = [
 /** Rows shown, never failed on (sethostname to the same name in the container's own UTS namespace). */
 const INFORMATIONAL = new Set(['sethostname(same name)']);
 
-const CAPS = [
-  'chown', 'dac_override', 'dac_read_search', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap', 'linux_immutable',
-  'net_bind_service', 'net_broadcast', 'net_admin', 'net_raw', 'ipc_lock', 'ipc_owner', 'sys_module', 'sys_rawio', 'sys_chroot',
-  'sys_ptrace', 'sys_pacct', 'sys_admin', 'sys_boot', 'sys_nice', 'sys_resource', 'sys_time', 'sys_tty_config', 'mknod', 'lease',
-  'audit_write', 'audit_control', 'setfcap', 'mac_override', 'mac_admin', 'syslog', 'wake_alarm', 'block_suspend', 'audit_read',
-  'perfmon', 'bpf', 'checkpoint_restore',
-];
+const CAP_BY_NUMBER = new Map(Object.entries(CAPS).map(([name, n]) => [n, name]));
 
 function capNames(mask: bigint): string[] {
   const out: string[] = [];
-  for (let i = 0; i < 64; i++) if ((mask >> BigInt(i)) & 1n) out.push(CAPS[i] ?? `cap${i}`);
+  for (let i = 0; i < 64; i++) if ((mask >> BigInt(i)) & 1n) out.push(CAP_BY_NUMBER.get(i)?.toLowerCase() ?? `cap${i}`);
   return out;
 }
 
