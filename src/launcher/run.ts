@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, parseMountArgs, validateMountConfig } from '../config.ts';
 import { mountBackground, UserError } from '../mount.ts';
-import { applyImage, isStoredImage, resolveImageUser } from '../image/runimage.ts';
+import { applyImage, isStoredImage, resolveImageUser } from './image.ts';
 import { TSX_ARGS } from '../root.ts';
 import { stage2Bundle, STAGE2_SOURCE } from './bundle.ts';
 import { createCgroups, limitsUnsupported, oomKills, type Cgroups } from './cgroup.ts';

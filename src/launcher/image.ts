@@ -8,10 +8,10 @@
 //                container's /etc/passwd and /etc/group once the root is mounted)
 
 import * as fs from 'node:fs';
-import { containerPath, RunError, type RunOptions } from '../launcher/options.ts';
-import { PathError, resolveInRoot } from '../launcher/paths.ts';
-import { checkConfig, ImageError, parseJson } from './oci.ts';
-import { holdImage, Store } from './store.ts';
+import { containerPath, RunError, type RunOptions } from './options.ts';
+import { PathError, resolveInRoot } from './paths.ts';
+import { checkConfig, ImageError, parseJson } from '../image/oci.ts';
+import { holdImage, Store } from '../image/store.ts';
 
 /** Does `name` name an image of the store? (false when there is no readable store) */
 export function isStoredImage(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
