@@ -300,7 +300,7 @@ enum Op : int {
   OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE,
   OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS,
   OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_ACCESS, OP_CREATE, OP_FALLOCATE,
-  OP_READDIRPLUS, OP_COPY_FILE_RANGE, OP_LSEEK,
+  OP_READDIRPLUS, OP_COPY_FILE_RANGE, OP_LSEEK, OP_IOCTL,
   OP_MAX
 };
 
@@ -631,6 +631,10 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   want |= cap & (FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_PARALLEL_DIROPS |
                  FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_ASYNC_DIO | FUSE_CAP_CACHE_SYMLINKS);
   want |= cap & FUSE_CAP_SPLICE_WRITE;
+  // Directories get ioctls (lsattr -d, chattr on a directory) only with IOCTL_DIR: libfuse
+  // answers them ENOTTY itself without it.
+  if (has(s, OP_IOCTL)) want |= cap & FUSE_CAP_IOCTL_DIR;
+  else want &= ~FUSE_CAP_IOCTL_DIR;
   if (has(s, OP_READDIRPLUS)) want |= cap & (FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   else want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   if (s->writeback) want |= cap & FUSE_CAP_WRITEBACK_CACHE;
@@ -985,6 +989,31 @@ static void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, stru
   push(sess(req), r);
 }
 
+// Restricted ioctls only (what the kernel sends for a FUSE file: the inode-flags ioctls it
+// makes for lsattr/chattr, and the well-formed ioctls of processes, with their in/out sizes
+// taken from the command). An unrestricted one (CUSE only) is refused; `arg` (a pointer in the
+// caller's address space) is of no use and not passed on.
+static void ll_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
+                     unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz) {
+  if (flags & FUSE_IOCTL_UNRESTRICTED) {
+    fuse_reply_err(req, ENOTTY);
+    return;
+  }
+  char *data = copy_bytes((const char *)in_buf, in_buf ? in_bufsz : 0);
+  if (!data) {
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  Rec *r = new_rec(req, OP_IOCTL, ino);
+  set_fi(r, fi);
+  r->data = data;
+  r->dataLen = in_buf ? in_bufsz : 0;
+  r->v[0] = cmd;
+  r->v[1] = flags;
+  r->v[2] = (int64_t)out_bufsz;
+  push(sess(req), r);
+}
+
 // ------------------------------------------------------------------------------------------
 // Session thread
 
@@ -1314,6 +1343,13 @@ static void deliver_one(Session *s, napi_value fn, napi_value recv, Rec *r) {
       add(make_int(env, r->v[5]));
       break;
     case OP_LSEEK: add(fh_value(env, r)); add(make_double(env, (double)r->v[0])); add(make_int(env, r->v[1])); break;
+    case OP_IOCTL:
+      add(make_u32(env, (uint32_t)r->v[0]));    // cmd
+      add(fh_value(env, r));
+      add(make_u32(env, (uint32_t)r->v[1]));    // FUSE_IOCTL_* flags
+      add(data_buffer());                       // in data
+      add(make_double(env, (double)r->v[2]));   // out size
+      break;
     default: break;
   }
 
@@ -1679,6 +1715,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (want(OP_FALLOCATE)) ops.fallocate = ll_fallocate;
   if (want(OP_COPY_FILE_RANGE)) ops.copy_file_range = ll_copy_file_range;
   if (want(OP_LSEEK)) ops.lseek = ll_lseek;
+  if (want(OP_IOCTL)) ops.ioctl = ll_ioctl;
 
   std::vector<char *> cargv;
   for (auto &a : args) cargv.push_back(&a[0]);
@@ -2219,6 +2256,21 @@ static napi_value js_reply_lseek(napi_env env, napi_callback_info info) {
   return result(env, fuse_reply_lseek(req, (off_t)off));
 }
 
+// replyIoctl(s, id, result, bytes|null) — a finished restricted ioctl: its result (>= 0) and
+// the out data (at most the out size the request asked for; the kernel takes no more).
+static napi_value js_reply_ioctl(napi_env env, napi_callback_info info) {
+  ReplyCtx c;
+  if (!reply_args(env, info, &c, 4)) return nullptr;
+  int64_t res;
+  const char *p;
+  size_t n;
+  if (!get_i64(env, c.argv[2], &res) || res < 0 || res > 0x7fffffff) return throw_type(env, "bad ioctl result");
+  if (!get_bytes(env, c.argv[3], &p, &n)) return throw_type(env, "bad ioctl data");
+  fuse_req_t req = take(&c);
+  if (!req) return make_null(env);
+  return result(env, fuse_reply_ioctl(req, (int)res, n ? p : nullptr, n));
+}
+
 // replyStatfs(s, id, [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, fsid, flag, namemax])
 static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   ReplyCtx c;
@@ -2391,6 +2443,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
       {"replyXattr", js_reply_xattr},
       {"replyLseek", js_reply_lseek},
       {"replyStatfs", js_reply_statfs},
+      {"replyIoctl", js_reply_ioctl},
       {"replyDirents", js_reply_dirents},
       {"notifyInvalInode", js_notify_inval_inode},
       {"notifyInvalEntry", js_notify_inval_entry},

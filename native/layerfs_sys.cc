@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <linux/bpf.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -257,6 +259,54 @@ napi_value js_copy_file(napi_env env, napi_callback_info info) {
   return num(env, rc);
 }
 
+// The inode-flags ioctls on one object of a layer (what lsattr and chattr use; the union's rule
+// for them is src/union/fileattr.ts):
+//   fileattr(path, cmd, buf: Buffer) -> 0 | -errno
+// cmd: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (buf: 4 bytes, the flags as an int) or
+// FS_IOC_FSGETXATTR / FS_IOC_FSSETXATTR (buf: 28 bytes, struct fsxattr); a get writes its answer
+// into buf. No other ioctl is made (a TypeError). The object is opened
+// O_RDONLY|O_NONBLOCK|O_NOFOLLOW|O_NOCTTY: a symlink is never followed out of its layer (ELOOP);
+// anything but a regular file or a directory gets ENOTTY without an ioctl (what overlayfs answers
+// for special files; the union never asks for them: a device node in a layer is not the daemon's
+// to drive).
+napi_value js_fileattr(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  std::string path;
+  int64_t cmd;
+  void *buf = nullptr;
+  size_t len = 0;
+  bool isBuf = false;
+  if (argc < 3 || !get_path(env, argv[0], &path) || !get_int(env, argv[1], &cmd) ||
+      napi_is_buffer(env, argv[2], &isBuf) != napi_ok || !isBuf || napi_get_buffer_info(env, argv[2], &buf, &len) != napi_ok)
+    return fail_type(env, "fileattr(path, cmd, buf)");
+  const unsigned long c = (unsigned long)(uint32_t)cmd;
+  const bool flags = c == FS_IOC_GETFLAGS || c == FS_IOC_SETFLAGS;
+  const bool xattr = c == FS_IOC_FSGETXATTR || c == FS_IOC_FSSETXATTR;
+  if ((uint64_t)cmd > 0xffffffffu || (!flags && !xattr)) return fail_type(env, "fileattr: not an inode-flags ioctl");
+  if (len < (flags ? sizeof(int) : sizeof(struct fsxattr))) return fail_type(env, "fileattr: buffer too small");
+  int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return num(env, -errno);
+  int rc = 0;
+  struct stat st;
+  if (fstat(fd, &st) < 0) rc = -errno;
+  else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) rc = -ENOTTY;
+  else if (flags) {
+    int v;  // the kernel reads and writes an int, whatever the command's encoded size says
+    memcpy(&v, buf, sizeof v);
+    if (ioctl(fd, c, &v) < 0) rc = -errno;
+    else if (c == FS_IOC_GETFLAGS) memcpy(buf, &v, sizeof v);
+  } else {
+    struct fsxattr x;
+    memcpy(&x, buf, sizeof x);
+    if (ioctl(fd, c, &x) < 0) rc = -errno;
+    else if (c == FS_IOC_FSGETXATTR) memcpy(buf, &x, sizeof x);
+  }
+  close(fd);
+  return num(env, rc);
+}
+
 // ---------------------------------------------------------------------------
 // The cgroup v2 device controller: an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE) attached to
 // the cgroup (BPF_CGROUP_DEVICE). The kernel runs it on every open / mknod of a device node by
@@ -466,6 +516,7 @@ napi_value init(napi_env env, napi_value exports) {
       {"lgetxattr", js_lgetxattr},       {"llistxattr", js_llistxattr}, {"lsetxattr", js_lsetxattr},
       {"lremovexattr", js_lremovexattr}, {"renameat2", js_renameat2},   {"utimensat", js_utimensat},
       {"copyFile", js_copy_file},        {"cgroupDeviceFilter", js_cgroup_device_filter},
+      {"fileattr", js_fileattr},
   };
   for (auto &f : fns) {
     napi_value v;

@@ -3,6 +3,8 @@ import { constants as osc } from 'node:os';
 import { toErrno } from '../union/errors.ts';
 import type { Attr, Owner, TimeArg, UnionFs } from '../union/unionfs.ts';
 import type { DirItem } from '../union/readdir.ts';
+import { packFsxattr, unpackFsxattr } from '../union/fileattr.ts';
+import { FSXATTR_SIZE, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS } from '../sys/index.ts';
 import { log } from '../log.ts';
 import { OVERRIDE_STAT_XATTR, formatOverrideStat, parseOverrideStat, type IdMap, type OverrideStat } from './idmap.ts';
 import {
@@ -867,6 +869,31 @@ export class LowLevelAdapter {
 
       copyFileRange: (r, _inoIn, fhIn, offIn, _inoOut, fhOut, offOut, len, flags) =>
         this.run(r, () => void r.write(fs.copyFileRange(fhIn, offIn, fhOut, offOut, len, flags))),
+
+      // lsattr/chattr: the kernel opens the object (a handle of its own, read-only) and sends
+      // the inode-flags ioctls; the union answers them by path (src/union/fileattr.ts). Any
+      // other command: ENOTTY.
+      ioctl: (r, ino, cmd, _fh, _flags, input, outSize) =>
+        this.run(r, async () => {
+          const get = cmd === FS_IOC_GETFLAGS || cmd === FS_IOC_FSGETXATTR;
+          const xattr = cmd === FS_IOC_FSGETXATTR || cmd === FS_IOC_FSSETXATTR;
+          if (!get && !xattr && cmd !== FS_IOC_SETFLAGS) throw fsError('ENOTTY');
+          const size = xattr ? FSXATTR_SIZE : 4;
+          if ((get ? outSize : input.length) < size) throw fsError('EINVAL');
+          const n = this.node(ino);
+          const p = t.path(n);
+          if (p === null) throw fsError('ENOENT');
+          if (get) {
+            const out = Buffer.alloc(size);
+            if (xattr) packFsxattr(fs.getFsxattr(p), out);
+            else out.writeInt32LE(fs.getFlags(p) | 0, 0);
+            r.ioctl(0, out);
+            return;
+          }
+          await this.watching([n], () => (xattr ? fs.setFsxattr(p, unpackFsxattr(input)) : fs.setFlags(p, input.readInt32LE(0))));
+          this.session?.notifyInvalInode(n.id, -1, 0); // its ctime moved
+          r.ioctl(0);
+        }),
     };
 
     if (this.o.readdirplus === false) delete ops.readdirplus;

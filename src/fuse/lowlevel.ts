@@ -69,6 +69,7 @@ interface Addon {
   replyXattr(h: Handle, id: number, size: number): number | null;
   replyLseek(h: Handle, id: number, off: U64): number | null;
   replyStatfs(h: Handle, id: number, ...v: U64[]): number | null;
+  replyIoctl(h: Handle, id: number, result: number, data: Uint8Array | null): number | null;
   replyDirents(h: Handle, id: number, packed: Uint8Array, plus: boolean, size: number): number | null;
   notifyInvalInode(h: Handle, ino: U64, off: U64, len: U64): number;
   notifyInvalEntry(h: Handle, parent: U64, name: string): number;
@@ -118,7 +119,7 @@ export const Op = {
   UNLINK: 10, RMDIR: 11, SYMLINK: 12, RENAME: 13, LINK: 14, OPEN: 15, READ: 16, WRITE: 17, FLUSH: 18,
   RELEASE: 19, FSYNC: 20, OPENDIR: 21, READDIR: 22, RELEASEDIR: 23, FSYNCDIR: 24, STATFS: 25,
   SETXATTR: 26, GETXATTR: 27, LISTXATTR: 28, REMOVEXATTR: 29, ACCESS: 30, CREATE: 31, FALLOCATE: 32,
-  READDIRPLUS: 33, COPY_FILE_RANGE: 34, LSEEK: 35,
+  READDIRPLUS: 33, COPY_FILE_RANGE: 34, LSEEK: 35, IOCTL: 36,
 } as const;
 
 const OP_NAMES: string[] = [];
@@ -134,7 +135,7 @@ const HANDLER_OF: Record<number, keyof LowLevelOps> = {
   [Op.FSYNCDIR]: 'fsyncdir', [Op.STATFS]: 'statfs', [Op.SETXATTR]: 'setxattr', [Op.GETXATTR]: 'getxattr',
   [Op.LISTXATTR]: 'listxattr', [Op.REMOVEXATTR]: 'removexattr', [Op.ACCESS]: 'access', [Op.CREATE]: 'create',
   [Op.FALLOCATE]: 'fallocate', [Op.READDIRPLUS]: 'readdirplus', [Op.COPY_FILE_RANGE]: 'copyFileRange',
-  [Op.LSEEK]: 'lseek',
+  [Op.LSEEK]: 'lseek', [Op.IOCTL]: 'ioctl',
 };
 
 /** setattr `toSet` bits (FUSE_SET_ATTR_*). */
@@ -341,7 +342,19 @@ export interface LowLevelOps {
   copyFileRange?(r: Request, inoIn: number, fhIn: number, offIn: number, inoOut: number, fhOut: number,
     offOut: number, len: number, flags: number): R;
   lseek?(r: Request, ino: number, fh: number, off: number, whence: number): R;
+  /**
+   * A restricted ioctl on an open file (or, with {@link IoctlFlags.DIR}, directory) `fh`:
+   * `input` holds the command's in data, `outSize` is how many bytes the caller takes back.
+   * The kernel sends the inode-flags ioctls (FS_IOC_GETFLAGS/SETFLAGS, FS_IOC_FSGETXATTR/
+   * FSSETXATTR) for lsattr/chattr this way, on a handle it opened for them. Answer with
+   * {@link Request.ioctl}, or an error (ENOTTY: not a command this filesystem knows).
+   * Registering it also takes ioctls on directories (FUSE_CAP_IOCTL_DIR).
+   */
+  ioctl?(r: Request, ino: number, cmd: number, fh: number | null, flags: number, input: Buffer, outSize: number): R;
 }
+
+/** FUSE_IOCTL_* bits of an ioctl request's `flags`. */
+export const IoctlFlags = { COMPAT: 1 << 0, UNRESTRICTED: 1 << 1, RETRY: 1 << 2, BIT32: 1 << 3, DIR: 1 << 4, COMPAT_X32: 1 << 5 } as const;
 
 export interface LowLevelMountOptions {
   mountpoint: string;
@@ -627,6 +640,11 @@ export class Request {
     return this.send((a, h) => a.replyLseek(h, this.id, off));
   }
 
+  /** ioctl: the result (>= 0, usually 0) and the out data (no more than the request's outSize). */
+  ioctl(result: number, data: Uint8Array | null = null): number {
+    return this.send((a, h) => a.replyIoctl(h, this.id, result, data));
+  }
+
   statfs(s: StatfsReply): number {
     const v: U64[] = [s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.favail ?? s.ffree,
       s.fsid ?? 0, s.flag ?? 0, s.namemax];
@@ -878,6 +896,7 @@ export class LowLevelSession {
         case Op.FALLOCATE: p = ops.fallocate!(r, ino, a, b, c, d); break;
         case Op.COPY_FILE_RANGE: p = ops.copyFileRange!(r, ino, a, b, c, d, e, f, g); break;
         case Op.LSEEK: p = ops.lseek!(r, ino, a, b, c); break;
+        case Op.IOCTL: p = ops.ioctl!(r, ino, a, b, c, d, e); break;
         default:
           r.err(ENOSYS);
           return;

@@ -11,6 +11,7 @@
  */
 import koffi from 'koffi';
 import { createRequire } from 'node:module';
+import * as nodeFs from 'node:fs';
 import os from 'node:os';
 import * as nodePath from 'node:path';
 import util from 'node:util';
@@ -134,6 +135,8 @@ interface Fast {
   utimensat(path: PathArg, asec: number, ansec: number, msec: number, mnsec: number, flags: number): number;
   copyFile(src: PathArg, dst: PathArg, skip1: string, skip2: string, uid: number, gid: number, mode: number,
     asec: number, ansec: number, msec: number, mnsec: number): number;
+  /** Missing from an addon built before it was added. */
+  fileattr?(path: PathArg, cmd: number, buf: Buffer): number;
   /** Missing from an addon built before it was added. */
   cgroupDeviceFilter?(dir: PathArg, rules: readonly DevRule[], info: { syscall?: string; log?: string }): number;
 }
@@ -462,6 +465,44 @@ export function copyFileWithMeta(
   const r = f.copyFile(fastPath(src, 'src'), fastPath(dst, 'dst'), cName(skip[0]), cName(skip[1]), owner.uid, owner.gid, mode, a[0], a[1], m[0], m[1]);
   if (r < 0) failErrno(-r, 'copyFile', src, dst);
   return true;
+}
+
+// ---------------------------------------------------------------------------
+// inode flags (lsattr / chattr)
+
+/** The inode-flags ioctls: flags as an int (FS_IOC_GETFLAGS, FS_IOC_SETFLAGS)... */
+export const FS_IOC_GETFLAGS = 0x80086601;
+export const FS_IOC_SETFLAGS = 0x40086602;
+/** ...and as a struct fsxattr of FSXATTR_SIZE bytes (FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR). */
+export const FS_IOC_FSGETXATTR = 0x801c581f;
+export const FS_IOC_FSSETXATTR = 0x401c5820;
+export const FSXATTR_SIZE = 28;
+
+/**
+ * An inode-flags ioctl on the object at `path`: `cmd` is one of the four FS_IOC_* above; `buf`
+ * holds 4 bytes (the flags, an int) or FSXATTR_SIZE (struct fsxattr), and a get fills it. The
+ * object is opened O_RDONLY|O_NONBLOCK|O_NOFOLLOW|O_NOCTTY: a symlink is not followed (ELOOP),
+ * and anything but a regular file or a directory gets ENOTTY without an ioctl.
+ */
+export function fileattr(path: PathArg, cmd: number, buf: Buffer): void {
+  const flags = cmd === FS_IOC_GETFLAGS || cmd === FS_IOC_SETFLAGS;
+  if (!flags && cmd !== FS_IOC_FSGETXATTR && cmd !== FS_IOC_FSSETXATTR) throw invalidArg('cmd', cmd, 'must be an FS_IOC_* inode-flags ioctl');
+  if (!Buffer.isBuffer(buf) || buf.length < (flags ? 4 : FSXATTR_SIZE)) throw invalidArg('buf', buf, `must be a Buffer of at least ${flags ? 4 : FSXATTR_SIZE} bytes`);
+  const f = fast();
+  if (f?.fileattr) {
+    const r = f.fileattr(fastPath(path), cmd, buf);
+    if (r < 0) failErrno(-r, 'ioctl', path);
+    return;
+  }
+  const c = os.constants;
+  const fd = nodeFs.openSync(cPath(path).subarray(0, -1), nodeFs.constants.O_RDONLY | nodeFs.constants.O_NONBLOCK | nodeFs.constants.O_NOFOLLOW | nodeFs.constants.O_NOCTTY);
+  try {
+    const st = nodeFs.fstatSync(fd);
+    if (!st.isFile() && !st.isDirectory()) failErrno(c.errno.ENOTTY, 'ioctl', path);
+    if (procLib().ioctl(fd, BigInt(cmd), 'void *', buf) !== 0) fail('ioctl', path);
+  } finally {
+    nodeFs.closeSync(fd);
+  }
 }
 
 // ---------------------------------------------------------------------------

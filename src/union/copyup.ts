@@ -29,6 +29,11 @@ export class CopyUp {
   private inflight = new Map<string, Promise<void>>();
   private seq = 0;
   onCopyUp?: (ev: CopyUpEvent) => void;
+  /**
+   * Whatever else of a regular file or directory `e` its copy `tmp` must carry, applied before
+   * the copy takes its place: the inode flags (./fileattr.ts). Set by UnionFs.
+   */
+  copyExtra?: (e: Entry, tmp: string) => void;
 
   constructor(
     private readonly layers: Layer[],
@@ -115,6 +120,7 @@ export class CopyUp {
         b.mknod(tmp, Number(st.mode), st.rdev);
       }
       if (!metaDone) copyMetadata(src, tmp, st, this.wf, mode);
+      if (this.copyExtra && (st.isFile() || st.isDirectory())) this.copyExtra(e, tmp);
       b.renameat2(tmp, this.upper.path(e.path), sys.RENAME_NOREPLACE);
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });

@@ -10,6 +10,10 @@ import { promisify } from 'node:util';
 import * as sys from '../sys/index.ts';
 import { CopyUp, removeTree, restoreTimes } from './copyup.ts';
 import { FsError, fsErr, isCode } from './errors.ts';
+import {
+  PROT_ANY, PROT_APPEND, PROT_FLAGS, PROT_IMMUTABLE, ProtFlags, FS_XFLAG_APPEND, FS_XFLAG_IMMUTABLE, protXflags, realFlags,
+  realFsxattr, setRealFlags, setRealFsxattr, xflagsProt, type Fsxattr,
+} from './fileattr.ts';
 import { InodeMapper } from './inode.ts';
 import { Layer, baseName, checkPath, isWithin, joinPath, parentOf } from './layer.ts';
 import { Resolver, type Entry } from './lookup.ts';
@@ -77,6 +81,7 @@ interface OpenFile {
 }
 
 const O_ACCMODE = 3;
+const FALLOC_FL_KEEP_SIZE = 1;
 const O_LARGEFILE = 0o100000; // x86_64
 const O_CLOEXEC = 0o2000000;
 const S_ISUID = 0o4000;
@@ -96,6 +101,8 @@ export class UnionFs {
   readonly readonly: boolean;
   readonly volatile: boolean;
   private readonly copyup?: CopyUp;
+  /** Append-only and immutable as overlayfs keeps them (./fileattr.ts); enforced here. */
+  private readonly prot: ProtFlags;
   private readonly inodes: InodeMapper;
   private readonly files = new Map<number, OpenFile>();
   private nextFh = 1;
@@ -117,10 +124,12 @@ export class UnionFs {
     this.volatile = !!opts.volatile;
     this.wf = new WhiteoutFormat(!!opts.userxattr);
     this.resolver = new Resolver(layers, this.wf, opts.lookupCacheSize, opts.lowerRecheckMs);
+    this.prot = new ProtFlags(layers, this.wf);
     this.inodes = new InodeMapper(layers.map((l) => lstatSync(l.root, { bigint: true }).dev));
     if (this.upper && opts.workdir) {
       this.workTmp = fromText(opts.workdir) + '/' + WORK_SUBDIR;
       this.copyup = new CopyUp(layers, this.upper, this.resolver, this.wf, this.workTmp);
+      this.copyup.copyExtra = (e, tmp) => this.prot.copyUp(e, tmp);
     }
   }
 
@@ -204,7 +213,7 @@ export class UnionFs {
   access(path: string, mode: number): void {
     const e = this.resolver.get(checkPath(path));
     if ((mode & fsc.W_OK) && this.readonly) throw fsErr('EROFS');
-    void e;
+    if (mode & fsc.W_OK) this.prot.guard(e, PROT_IMMUTABLE);
   }
 
   statfs(): sys.StatFs {
@@ -237,7 +246,17 @@ export class UnionFs {
     // Special files are the kernel's business (it never sends their open to FUSE); a device
     // node in an untrusted layer is never opened by the daemon.
     if (e.type === 'other') throw fsErr('EPERM');
-    if (writing) e = await this.copyUp(path);
+    if (writing) {
+      this.writable();
+      // As may_open refuses it: no writing an immutable file; an append-only one only appended
+      // to, never truncated.
+      const prot = this.prot.of(e);
+      if (prot & PROT_IMMUTABLE) throw fsErr('EPERM');
+      if ((prot & PROT_APPEND) && (((flags & O_ACCMODE) !== fsc.O_RDONLY && !(flags & fsc.O_APPEND)) || (flags & fsc.O_TRUNC))) {
+        throw fsErr('EPERM');
+      }
+      e = await this.copyUp(path);
+    }
     const fd = openSync(this.layers[e.layer].path(path), openFlags(flags), 0);
     return this.addFile({ path, fd, upper: this.layers[e.layer].isUpper, retired: [] });
   }
@@ -320,6 +339,9 @@ export class UnionFs {
   fallocate(fh: number, mode: number, off: number, len: number): void {
     const f = this.file(fh);
     if (!f.upper) throw fsErr('EBADF');
+    // vfs_fallocate: nothing on an immutable file; an append-only one may only grow.
+    const prot = this.handleProt(f);
+    if ((prot & PROT_IMMUTABLE) || ((prot & PROT_APPEND) && (mode & ~FALLOC_FL_KEEP_SIZE))) throw fsErr('EPERM');
     sys.fallocate(f.fd, mode, off, len);
   }
 
@@ -338,12 +360,16 @@ export class UnionFs {
     if (!src.upper) this.followCopyUp(src);
     const dst = this.file(fhOut);
     if (!dst.upper) throw fsErr('EBADF');
+    if (this.handleProt(dst) & PROT_IMMUTABLE) throw fsErr('EPERM');
     return sys.copyFileRange(src.fd, offIn, dst.fd, offOut, len, flags);
   }
 
   ftruncate(fh: number, size: number): void {
     const f = this.file(fh);
     if (!f.upper) throw fsErr('EBADF');
+    // do_ftruncate refuses an append-only file; an immutable one opened before it became so is
+    // truncated (the VFS checks nothing more through an open file).
+    if (this.handleProt(f) & PROT_APPEND) throw fsErr('EPERM');
     ftruncateSync(f.fd, size);
   }
 
@@ -374,6 +400,17 @@ export class UnionFs {
     return f;
   }
 
+  /** The protection flags of an open handle's object, while its name still leads to it. */
+  private handleProt(f: OpenFile): number {
+    if (!f.path) return 0;
+    try {
+      const e = this.resolver.find(f.path);
+      return e ? this.prot.of(e) : 0;
+    } catch {
+      return 0; // its name no longer resolves (ENOTDIR)
+    }
+  }
+
   /** Open handles below a path that was removed no longer follow a name. */
   private detachHandles(path: string): void {
     for (const f of this.files.values()) if (f.path && isWithin(f.path, path)) f.path = '';
@@ -397,6 +434,8 @@ export class UnionFs {
     const e = this.resolver.get(checkPath(path));
     if (e.type === 'dir') throw fsErr('EISDIR');
     if (e.type !== 'file') throw fsErr('EINVAL');
+    this.writable();
+    this.prot.guard(e, PROT_ANY);
     await this.copyUp(path);
     const fd = openSync(this.upperPath(path), fsc.O_WRONLY | fsc.O_NOFOLLOW);
     try {
@@ -407,26 +446,39 @@ export class UnionFs {
   }
 
   async chmod(path: string, mode: number): Promise<void> {
-    if (this.resolver.get(checkPath(path)).type === 'symlink') throw fsErr('EOPNOTSUPP');
+    const e = this.resolver.get(checkPath(path));
+    if (e.type === 'symlink') throw fsErr('EOPNOTSUPP');
     this.writable();
+    this.prot.guard(e, PROT_ANY);
     // A copy made for this chmod is made with the new mode.
     if (!(await this.copyup!.ensureWithMode(path, mode))) chmodSync(this.upperPath(path), mode & 0o7777);
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
-    await this.copyUp(checkPath(path));
+    const e = this.resolver.get(checkPath(path));
+    this.writable();
+    this.prot.guard(e, PROT_ANY);
+    await this.copyUp(path);
     lchownSync(this.upperPath(path), uid, gid);
   }
 
   async utimens(path: string, atime: TimeArg, mtime: TimeArg): Promise<void> {
-    await this.copyUp(checkPath(path));
+    // notify_change: "now" for both (touch) is refused on an immutable object, any other
+    // times (given, or "now" for one of them) on an append-only one too.
+    const e = this.resolver.get(checkPath(path));
+    this.writable();
+    if (atime === 'now' && mtime === 'now') this.prot.guard(e, PROT_IMMUTABLE);
+    else if (atime !== 'omit' || mtime !== 'omit') this.prot.guard(e, PROT_ANY);
+    await this.copyUp(path);
     b.utimensat(this.upperPath(path), atime, mtime, { nofollow: true });
   }
 
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
     checkPath(path);
     if (this.wf.isPrivateXattr(name)) throw fsErr('EOPNOTSUPP');
-    this.resolver.get(path);
+    const e = this.resolver.get(path);
+    this.writable();
+    this.prot.guard(e, PROT_ANY);
     await this.copyUp(path);
     b.lsetxattr(this.upperPath(path), name, value, flags);
   }
@@ -435,10 +487,62 @@ export class UnionFs {
     checkPath(path);
     if (this.wf.isPrivateXattr(name)) throw fsErr('EOPNOTSUPP');
     const e = this.resolver.get(path);
+    this.writable();
+    this.prot.guard(e, PROT_ANY);
     // Nothing to remove means nothing to copy up.
     if (b.lgetxattr(this.layers[e.layer].path(path), name) === null) throw fsErr('ENODATA');
     await this.copyUp(path);
     b.lremovexattr(this.upperPath(path), name);
+  }
+
+  // ---------------------------------------------------------------- inode flags (./fileattr.ts)
+
+  /** FS_IOC_GETFLAGS: the flags of the object in the layer that serves it, with its protection flags. */
+  getFlags(path: string): number {
+    const e = this.flagsEntry(path);
+    return realFlags(this.layers[e.layer].path(path)) | this.prot.of(e);
+  }
+
+  /**
+   * FS_IOC_SETFLAGS: copy up; the protection flags go into the upper object's protattr, the
+   * rest onto the upper object. (The caller's right to change them — owner, and
+   * CAP_LINUX_IMMUTABLE for the protection flags — is the kernel's to check: the VFS does it
+   * before a FUSE request is sent.)
+   */
+  async setFlags(path: string, flags: number): Promise<void> {
+    checkPath(path);
+    this.writable();
+    this.flagsEntry(path);
+    const up = await this.copyUp(path);
+    const abs = this.upperPath(path);
+    this.prot.set(up, abs, flags);
+    setRealFlags(abs, flags & ~PROT_FLAGS);
+  }
+
+  /** FS_IOC_FSGETXATTR: getFlags in the struct fsxattr form. */
+  getFsxattr(path: string): Fsxattr {
+    const e = this.flagsEntry(path);
+    const x = realFsxattr(this.layers[e.layer].path(path));
+    x.xflags |= protXflags(this.prot.of(e));
+    return x;
+  }
+
+  /** FS_IOC_FSSETXATTR: setFlags in the struct fsxattr form. */
+  async setFsxattr(path: string, x: Fsxattr): Promise<void> {
+    checkPath(path);
+    this.writable();
+    this.flagsEntry(path);
+    const up = await this.copyUp(path);
+    const abs = this.upperPath(path);
+    this.prot.set(up, abs, xflagsProt(x.xflags));
+    setRealFsxattr(abs, { ...x, xflags: x.xflags & ~(FS_XFLAG_APPEND | FS_XFLAG_IMMUTABLE) });
+  }
+
+  /** Symlinks and special files have no inode flags through overlayfs: ENOTTY, nothing copied up. */
+  private flagsEntry(path: string): Entry {
+    const e = this.resolver.get(checkPath(path));
+    if (e.type !== 'file' && e.type !== 'dir') throw fsErr('ENOTTY');
+    return e;
   }
 
   // ---------------------------------------------------------------- namespace changes
@@ -476,6 +580,11 @@ export class UnionFs {
     const e = this.resolver.get(src);
     if (e.type === 'dir') throw fsErr('EPERM');
     if (this.resolver.find(dst)) throw fsErr('EEXIST');
+    // vfs_link: the new name's directory must take entries (createIn checks it too, after the
+    // copy-up this must not make), and the object must be neither append-only nor immutable.
+    this.writable();
+    this.guardCreate(dst);
+    this.prot.guard(e, PROT_ANY);
     await this.copyUp(src);
     const srcAbs = this.upperPath(src);
     await this.createIn(dst, (abs) => linkSync(srcAbs, abs), undefined, false, true);
@@ -486,6 +595,7 @@ export class UnionFs {
     checkPath(path);
     this.writable();
     const e = this.resolver.get(path);
+    this.guardDelete(e);
     if (e.type === 'dir') throw fsErr('EISDIR');
     await this.removeEntry(e);
   }
@@ -495,6 +605,7 @@ export class UnionFs {
     this.writable();
     if (path === '/') throw fsErr('EBUSY');
     const e = this.resolver.get(path);
+    this.guardDelete(e);
     if (e.type !== 'dir') throw fsErr('ENOTDIR');
     if (mergedReaddir(this.layers, e, this.wf).length > 0) throw fsErr('ENOTEMPTY');
     await this.removeEntry(e);
@@ -524,6 +635,11 @@ export class UnionFs {
     const de = this.resolver.find(dst);
     if (de && (flags & sys.RENAME_NOREPLACE)) throw fsErr('EEXIST');
     if (src === dst) return;
+    // vfs_rename: the source is deleted from its directory, the target (if any) from its own,
+    // or the new name created there.
+    this.guardDelete(se);
+    if (de) this.guardDelete(de);
+    else this.guardCreate(dst);
     if (de) {
       if (se.type === 'dir' && de.type !== 'dir') throw fsErr('ENOTDIR');
       if (se.type !== 'dir' && de.type === 'dir') throw fsErr('EISDIR');
@@ -586,6 +702,8 @@ export class UnionFs {
     const de = this.resolver.get(dst);
     if (src === dst) return;
     if ((se.type === 'dir' && isWithin(dst, src)) || (de.type === 'dir' && isWithin(src, dst))) throw fsErr('EINVAL');
+    this.guardDelete(se);
+    this.guardDelete(de);
     if (se.type === 'dir' && this.resolver.isMergedOrLower(se)) throw this.exdev(src, dst);
     if (de.type === 'dir' && this.resolver.isMergedOrLower(de)) throw this.exdev(dst, src);
     const up = this.upper!;
@@ -609,6 +727,22 @@ export class UnionFs {
 
   private writable(): void {
     if (this.readonly) throw fsErr('EROFS');
+  }
+
+  /** may_create: no new name in an immutable directory (an append-only one takes them). */
+  private guardCreate(path: string): void {
+    const parent = this.resolver.find(parentOf(path));
+    if (parent) this.prot.guard(parent, PROT_IMMUTABLE);
+  }
+
+  /**
+   * may_delete: no name removed from an append-only or immutable directory, and no
+   * append-only or immutable object removed (or renamed) at all.
+   */
+  private guardDelete(e: Entry): void {
+    const parent = this.resolver.find(parentOf(e.path));
+    if (parent) this.prot.guard(parent, PROT_ANY);
+    this.prot.guard(e, PROT_ANY);
   }
 
   private upperPath(path: string): string {
@@ -637,6 +771,7 @@ export class UnionFs {
     this.writable();
     if (isOciName(baseName(path))) throw fsErr('EINVAL', '.wh.* names are reserved for whiteouts');
     const parent = parentOf(path);
+    this.guardCreate(path);
     await this.copyup!.ensureDir(parent);
     const abs = this.upperPath(path);
     const parentAbs = this.upperPath(parent);

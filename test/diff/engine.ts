@@ -63,7 +63,11 @@ export type Op =
    * the allocation of holes is the underlying filesystem's business. The result is 'ok'
    * (or the errno of the stat).
    */
-  | { op: 'allocated'; path: string };
+  | { op: 'allocated'; path: string }
+  /** `lsattr -d`: the inode flags, as lsattr's letters (the result is 'ok: <letters>'). */
+  | { op: 'lsattr'; path: string }
+  /** `chattr <mode>`: mode as chattr takes it ('+i', '-a', '=A'). */
+  | { op: 'chattr'; path: string; mode: string };
 
 /** Short constructors for scenario lists. */
 export const op = {
@@ -99,6 +103,8 @@ export const op = {
   readAt: (p: string, offset: number, length: number): Op => ({ op: 'readAt', path: p, offset, length }),
   checksum: (p: string): Op => ({ op: 'checksum', path: p }),
   allocated: (p: string): Op => ({ op: 'allocated', path: p }),
+  lsattr: (p: string): Op => ({ op: 'lsattr', path: p }),
+  chattr: (p: string, mode: string): Op => ({ op: 'chattr', path: p, mode }),
 };
 
 export function describeOp(o: Op): string {
@@ -376,6 +382,15 @@ async function runOp(o: Op, mnt: string, outside: string, normalise: (s: string)
         }
         return `ok: size=${size} sha256:${h.digest('hex').slice(0, 16)}`;
       }
+      case 'lsattr': {
+        noRaw(o, o.path);
+        const r = await run('lsattr', ['-d', '--', rel(o.path)], { cwd: mnt });
+        if (r.code !== 0) return errnoFromMessage(r.stderr) ?? `EXIT${r.code}: ${normalise(r.stderr.trim())}`;
+        return `ok: ${r.stdout.toString('utf8').trim().split(/\s+/)[0]}`;
+      }
+      case 'chattr':
+        noRaw(o, o.path);
+        return await cmd('chattr', [o.mode, '--', rel(o.path)], mnt, normalise);
       case 'allocated': {
         const st = await fsp.stat(P(o.path), { bigint: true });
         notes.push(`${o.path}: size=${st.size} allocated=${st.blocks * 512n}`);

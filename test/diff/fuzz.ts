@@ -772,6 +772,10 @@ function shOp(o: Op): string {
       return `du -B1 ${sq(o.path)}`;
     case 'rename2':
       return `: rename2 ${o.flags} is not expressible in sh: ${sq(describeOp(o))}`;
+    case 'lsattr':
+      return `lsattr -d ${sq(o.path)}`;
+    case 'chattr':
+      return `chattr ${sq(o.mode)} ${sq(o.path)}`;
   }
 }
 

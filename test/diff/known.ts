@@ -42,6 +42,19 @@ const MANGLED_NAMES =
   'fuse-native decodes names as UTF-8: bytes that are not valid UTF-8 become U+FFFD, so such names cannot be looked up and are ' +
   'created mangled (README: known defects of the binding)';
 
+const NO_IOCTL =
+  'fuse-native has no ioctl: lsattr and chattr fail with EOPNOTSUPP, so no inode flag is read or set (README: known ' +
+  'defects of the binding)';
+
+/** The lsattr/chattr ops of the inode-flags scenarios, failing on fuse-native (NO_IOCTL). */
+const FLAGS_OPS_FAIL =
+  /^op #\d+ (lsattr\(path="[^"]+"\)|chattr\(path="[^"]+", mode="[-+][aiAd]"\)): kernel=ok(: [-a-zA-Z]+)? layerfs=EXIT1: (lsattr|chattr): (Operation not supported [Ww]hile reading flags on|No such file or directory while trying to stat) \S+$/;
+
+/** A pattern that matches exactly these lines. */
+function exactly(...lines: string[]): RegExp {
+  return new RegExp(`^(${lines.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`);
+}
+
 export const known: KnownDivergence[] = [
   {
     scenario: 'copy-up on utimes',
@@ -150,6 +163,60 @@ export const known: KnownDivergence[] = [
     backend: 'fuse-native',
     why: `${MANGLED_NAMES}: the rename of the name 0xff failed with ENOENT`,
     match: /^(merged|upper): ff-renamed: only in kernel \(file 0644\)$/,
+  },
+  ...['inode flags: lsattr and chattr on lower, upper and merged objects',
+    'inode flags: immutable and append-only are kept by the overlay and enforced',
+    'inode flags: userxattr keeps the protection flags in user.overlay.protattr'].map((scenario): KnownDivergence => ({
+    scenario,
+    backend: 'fuse-native',
+    why: NO_IOCTL,
+    match: FLAGS_OPS_FAIL,
+  })),
+  {
+    scenario: 'inode flags: lsattr and chattr on lower, upper and merged objects',
+    backend: 'fuse-native',
+    why: `${NO_IOCTL}: chattr copied nothing up`,
+    match: /^upper: (d: only in kernel \(dir 0755\)|f: only in kernel \(file 0644\))$/,
+  },
+  ...['inode flags: immutable and append-only are kept by the overlay and enforced',
+    'inode flags: userxattr keeps the protection flags in user.overlay.protattr'].map((scenario): KnownDivergence => ({
+    scenario,
+    backend: 'fuse-native',
+    why: `${NO_IOCTL}: nothing is protected, what the kernel refuses (EPERM) is done`,
+    match: /^op #\d+ \w+\((path|from)="[^"]+".*\): kernel=EPERM layerfs=(ok|ENOENT)$/,
+  })),
+  {
+    scenario: 'inode flags: immutable and append-only are kept by the overlay and enforced',
+    backend: 'fuse-native',
+    why: `${NO_IOCTL}: nothing was protected, so g was renamed over, h, lf, d/x, d/src, d/nd and e removed`,
+    match: exactly(
+      'op #13 readFile(path="g"): kernel=ok: "g" layerfs=ok: "u"',
+      'op #22 readFile(path="h"): kernel=ok: "h+more" layerfs=ENOENT',
+      'op #35 readdir(path="d"): kernel=ok: ["nd","new","src","x"] layerfs=ok: ["new"]',
+      'op #42 readdir(path="e"): kernel=ok: ["y"] layerfs=ENOENT',
+      'op #49 unlink(path="lf"): kernel=ok layerfs=ENOENT',
+      'op #51 unlink(path="d/x"): kernel=ok layerfs=ENOENT',
+      'op #54 readdir(path="."): kernel=ok: ["d","h","u"] layerfs=ok: ["d","g3","h"]',
+      'merged: d/nd: only in kernel (dir 0755)',
+      'merged: d/src: only in kernel (file 0644)',
+      'merged: g3: only in layerfs (file 0644)',
+      'merged: u: only in kernel (file 0644)',
+      'upper: d/nd: only in kernel (dir 0755)',
+      'upper: d/src: only in kernel (file 0644)',
+      'upper: g3: only in layerfs (file 0644)',
+      'upper: u: only in kernel (file 0644)',
+    ),
+  },
+  {
+    scenario: 'inode flags: userxattr keeps the protection flags in user.overlay.protattr',
+    backend: 'fuse-native',
+    why: `${NO_IOCTL}: nothing was protected, so f and d/x were removed`,
+    match: exactly(
+      'op #3 listxattr(path="f"): kernel=ok: [] layerfs=ENOENT',
+      'op #8 unlink(path="f"): kernel=ok layerfs=ENOENT',
+      'merged: d/x: only in kernel (file 0644)',
+      'upper: d/x: only in layerfs (whiteout)',
+    ),
   },
 ];
 
