@@ -31,8 +31,6 @@ import { mountAt } from './mountinfo.ts';
 import { resolveMountpoint, UserError } from './mount.ts';
 import { readState, type MountState } from './state.ts';
 
-export const EXPLAIN_USAGE = 'usage: layerfs explain [--json] MOUNTPOINT PATH';
-
 export function fail(msg: string, status: number): never {
   throw new UserError(msg, status);
 }
@@ -227,24 +225,17 @@ function render(top: LevelJson, along: LevelJson[]): string[] {
 
 // ------------------------------------------------------------------------------- command
 
-export async function cmdExplain(argv: string[]): Promise<number> {
-  let json = false;
-  const pos: string[] = [];
-  for (const a of argv) {
-    if (a === '--json') json = true;
-    else if (a === '-h' || a === '--help') {
-      process.stdout.write(EXPLAIN_USAGE + '\n');
-      return 0;
-    } else if (a.startsWith('-') && a !== '-') fail(`layerfs explain: unknown option '${a}'`, 2);
-    else pos.push(a);
-  }
-  if (pos.length !== 2) fail(EXPLAIN_USAGE, 2);
-  const { mnt, state } = mountState('explain', pos[0]!);
-  const upath = fromText(unionPathOf(mnt, pos[1]!));
+/**
+ * `layerfs explain [--json] MOUNTPOINT PATH`, its arguments parsed by the command table
+ * (src/cli/commands.ts, which also holds its usage text).
+ */
+export async function cmdExplain(json: boolean, mountpoint: string, pathArg: string): Promise<number> {
+  const { mnt, state } = mountState('explain', mountpoint);
+  const upath = fromText(unionPathOf(mnt, pathArg));
   try {
     checkPath(upath);
   } catch {
-    fail(`layerfs explain: bad path '${pos[1]}'`, 2);
+    fail(`layerfs explain: bad path '${pathArg}'`, 2);
   }
   const layers = layersOf(state);
   const n: Named = { layers, name: (i) => (i === undefined ? null : layerName(layers, i)) };

@@ -183,28 +183,16 @@ export async function startTraceService(
 
 // ------------------------------------------------------------------------------- client side
 
-export const TRACE_USAGE = 'usage: layerfs trace [--json] MOUNTPOINT | layerfs trace [--json] FILE   (a file written by -o trace=FILE)';
-
 /**
  * `layerfs trace [--json] MOUNTPOINT`: print the union's decisions as they happen, one line
  * each (or the raw JSON lines), until Ctrl-C or until the mount goes away (exit 0). A regular
  * FILE (written by `mount -o trace=FILE`) is printed the same way. Exit status: 0; 2 bad
- * arguments; 3 not a layerfs mount, or its daemon has no trace socket.
+ * arguments; 3 not a layerfs mount, or its daemon has no trace socket. The arguments are parsed
+ * by the command table (src/cli/commands.ts, which also holds the usage text).
  */
-export async function cmdTrace(argv: string[]): Promise<number> {
+export async function cmdTrace(json: boolean, arg: string): Promise<number> {
   const { UserError } = await import('./mount.ts');
   const { fail, mountState } = await import('./explain.ts');
-  let json = false;
-  const pos: string[] = [];
-  for (const a of argv) {
-    if (a === '--json') json = true;
-    else if (a === '-h' || a === '--help') {
-      process.stdout.write(TRACE_USAGE + '\n');
-      return 0;
-    } else if (a.startsWith('-')) fail(`layerfs trace: unknown option '${a}'`, 2);
-    else pos.push(a);
-  }
-  if (pos.length !== 1) fail(TRACE_USAGE, 2);
   const print = (line: string): void => {
     if (!line) return;
     if (json) {
@@ -220,7 +208,6 @@ export async function cmdTrace(argv: string[]): Promise<number> {
     process.stdout.write(formatRecord(rec) + '\n');
   };
 
-  const arg = pos[0]!;
   let st: fs.Stats | undefined;
   try {
     st = fs.statSync(arg);

@@ -1,69 +1,21 @@
-// Command lines of the image commands (wired into src/cli.ts):
+// The image commands' handlers. Their command lines (options, usage, the checks of the
+// argument counts) are in the command table, src/cli/commands.ts:
 //
 //   layerfs image import SOURCE [--name NAME]    oci:DIR[:TAG] | docker-archive:FILE[:REF]
-//   layerfs image ls
+//   layerfs image ls [-q]
 //   layerfs image rm NAME...
 //   layerfs image export NAME DIR                 an OCI image layout (skopeo/umoci read it)
 //   layerfs diff UPPER [--from IMAGE | --lower A:B] [--userxattr]
 //   layerfs commit UPPER [--name NEW] [--from IMAGE] [--userxattr] [-m MESSAGE]
 //
 // The store is $LAYERFS_STORE (default /var/lib/layerfs). Every error is one line on stderr
-// and exit status 1 (2 for bad arguments), with nothing left behind.
+// and exit status 1, with nothing left behind (bad arguments, 2, are the table's).
 
+import type { Args } from '../cli/args.ts';
 import { splitLowerdirs } from '../config.ts';
 import { UserError } from '../mount.ts';
 import { ImageError } from './oci.ts';
 import { humanSize, Store } from './store.ts';
-
-export const IMAGE_USAGE = `usage:
-  layerfs image import SOURCE [--name NAME]   SOURCE: oci:DIR[:TAG] or docker-archive:FILE[:REF]
-  layerfs image ls
-  layerfs image rm NAME...
-  layerfs image export NAME DIR               write NAME as an OCI image layout in DIR
-  layerfs diff UPPER [--from IMAGE | --lower A:B:C] [--userxattr]
-  layerfs commit UPPER [--name NEW] [--from IMAGE] [--userxattr] [-m MESSAGE]
-The store is $LAYERFS_STORE (default /var/lib/layerfs).`;
-
-/** Bad arguments: one line, exit status 2. */
-export class UsageError extends UserError {
-  readonly status = 2;
-}
-
-interface Parsed {
-  positional: string[];
-  values: Map<string, string>;
-  flags: Set<string>;
-}
-
-function parseArgs(cmd: string, argv: string[], valueOpts: Record<string, string>, flagOpts: string[]): Parsed {
-  const out: Parsed = { positional: [], values: new Map(), flags: new Set() };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--') {
-      out.positional.push(...argv.slice(i + 1));
-      break;
-    }
-    if (a.startsWith('-') && a !== '-') {
-      const eq = a.startsWith('--') ? a.indexOf('=') : -1;
-      const name = eq > 0 ? a.slice(0, eq) : a;
-      if (flagOpts.includes(name) && eq < 0) {
-        out.flags.add(name);
-        continue;
-      }
-      const key = valueOpts[name];
-      if (key !== undefined) {
-        const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-        if (v === undefined) throw new UsageError(`layerfs ${cmd}: option '${name}' needs a value`);
-        if (out.values.has(key)) throw new UsageError(`layerfs ${cmd}: option '${name}' given twice`);
-        out.values.set(key, v);
-        continue;
-      }
-      throw new UsageError(`layerfs ${cmd}: unknown option '${a}'`);
-    }
-    out.positional.push(a);
-  }
-  return out;
-}
 
 /** Run fn, turning image errors into one-line user errors prefixed with the command. */
 async function guarded<T>(cmd: string, fn: () => Promise<T>): Promise<T> {
@@ -86,14 +38,13 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((v, c) => (c === r.length - 1 ? v : v.padEnd(widths[c] + 2))).join('').trimEnd()).join('\n') + '\n';
 }
 
-async function imageImport(argv: string[]): Promise<number> {
-  const a = parseArgs('image import', argv, { '--name': 'name' }, []);
-  if (a.positional.length !== 1) throw new UsageError('layerfs image import: needs exactly one SOURCE (oci:DIR[:TAG] or docker-archive:FILE)');
+/** `image import SOURCE [--name NAME]`. */
+export async function imageImport(a: Args): Promise<number> {
   const { importImage } = await import('./importer.ts');
   const store = Store.fromEnv();
   return guarded('image import', async () => {
-    const r = await importImage(store, a.positional[0], {
-      name: a.values.get('name'),
+    const r = await importImage(store, a.positionals[0]!, {
+      name: a.str('name'),
       onWait: () => process.stderr.write(`layerfs image import: waiting for another layerfs to release the store lock (${store.root})\n`),
     });
     for (const w of r.warnings) process.stderr.write(`layerfs image import: warning: ${w}\n`);
@@ -104,13 +55,12 @@ async function imageImport(argv: string[]): Promise<number> {
   });
 }
 
-async function imageLs(argv: string[]): Promise<number> {
-  const a = parseArgs('image ls', argv, {}, ['-q', '--quiet']);
-  if (a.positional.length > 0) throw new UsageError('layerfs image ls: takes no arguments');
+/** `image ls [-q]`. */
+export async function imageLs(a: Args): Promise<number> {
   const store = Store.fromEnv();
   return guarded('image ls', async () => {
     const recs = store.images();
-    if (a.flags.size > 0) {
+    if (a.flag('quiet')) {
       for (const r of recs) process.stdout.write(`${r.name}\n`);
       return 0;
     }
@@ -131,13 +81,12 @@ async function imageLs(argv: string[]): Promise<number> {
   });
 }
 
-async function imageRm(argv: string[]): Promise<number> {
-  const a = parseArgs('image rm', argv, {}, []);
-  if (a.positional.length === 0) throw new UsageError('layerfs image rm: needs at least one image NAME');
+/** `image rm NAME...`. */
+export async function imageRm(a: Args): Promise<number> {
   const store = Store.fromEnv();
   return guarded('image rm', async () => {
     // Check all names first: an unknown one changes nothing.
-    const recs = a.positional.map((n) => {
+    const recs = a.positionals.map((n) => {
       const r = store.find(n);
       if (!r) throw new ImageError(`no image '${n}' in the store (see 'layerfs image ls')`);
       return r;
@@ -159,76 +108,49 @@ async function imageRm(argv: string[]): Promise<number> {
   });
 }
 
-async function imageExport(argv: string[]): Promise<number> {
-  const a = parseArgs('image export', argv, {}, []);
-  if (a.positional.length !== 2) throw new UsageError('layerfs image export: needs NAME and DIR');
+/** `image export NAME DIR`. */
+export async function imageExport(a: Args): Promise<number> {
   const { exportImage } = await import('./commit.ts');
   const store = Store.fromEnv();
   return guarded('image export', async () => {
-    const r = await exportImage(store, a.positional[0], a.positional[1]);
+    const r = await exportImage(store, a.positionals[0]!, a.positionals[1]!);
     process.stdout.write(`exported ${r.name} to oci:${r.dir}:${r.tag}\n`);
     return 0;
   });
 }
 
-export async function cmdImage(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  switch (sub) {
-    case 'import':
-      return imageImport(rest);
-    case 'ls':
-    case 'list':
-      return imageLs(rest);
-    case 'rm':
-    case 'remove':
-      return imageRm(rest);
-    case 'export':
-      return imageExport(rest);
-    case '-h':
-    case '--help':
-    case 'help':
-      process.stdout.write(IMAGE_USAGE + '\n');
-      return 0;
-    case undefined:
-      throw new UsageError('layerfs image: needs a subcommand: import, ls, rm, export (see layerfs image --help)');
-    default:
-      throw new UsageError(`layerfs image: unknown subcommand '${sub}' (import, ls, rm, export)`);
-  }
-}
-
-export async function cmdDiff(argv: string[]): Promise<number> {
-  const a = parseArgs('diff', argv, { '--from': 'from', '--lower': 'lower' }, ['--userxattr']);
-  if (a.positional.length !== 1) throw new UsageError('layerfs diff: needs exactly one UPPER directory');
-  if (a.values.has('from') && a.values.has('lower')) throw new UsageError('layerfs diff: --from and --lower exclude each other');
+/** `diff UPPER [--from IMAGE | --lower A:B:C] [--userxattr]`. */
+export async function cmdDiff(a: Args): Promise<number> {
+  // --from and --lower exclude each other, and --lower names a layer: checked by the table.
+  const from = a.str('from');
+  const lower = a.str('lower');
   const { diffUpper } = await import('./diff.ts');
   const store = Store.fromEnv();
   return guarded('diff', async () => {
     let lowers: string[] | undefined;
-    if (a.values.has('from')) {
-      const rec = store.find(a.values.get('from')!);
-      if (!rec) throw new ImageError(`no image '${a.values.get('from')}' in the store (see 'layerfs image ls')`);
+    if (from !== undefined) {
+      const rec = store.find(from);
+      if (!rec) throw new ImageError(`no image '${from}' in the store (see 'layerfs image ls')`);
       lowers = rec.layers.map((l) => store.layerRoot(l.diffID)).reverse();
-    } else if (a.values.has('lower')) {
-      lowers = splitLowerdirs(a.values.get('lower')!).filter((l) => l !== '');
-      if (lowers.length === 0) throw new UsageError('layerfs diff: --lower needs at least one layer');
+    } else if (lower !== undefined) {
+      lowers = splitLowerdirs(lower).filter((l) => l !== '');
     }
-    const changes = diffUpper(a.positional[0], { lowers, userxattr: a.flags.has('--userxattr') });
+    const changes = diffUpper(a.positionals[0]!, { lowers, userxattr: a.flag('userxattr') });
     process.stdout.write(changes.map((c) => `${c.kind} ${c.path}\n`).join(''));
     return 0;
   });
 }
 
-export async function cmdCommit(argv: string[]): Promise<number> {
-  const a = parseArgs('commit', argv, { '--name': 'name', '--from': 'from', '-m': 'message', '--message': 'message' }, ['--userxattr']);
-  if (a.positional.length !== 1) throw new UsageError('layerfs commit: needs exactly one UPPER directory');
+/** `commit UPPER [--name NEW] [--from IMAGE] [--userxattr] [-m MESSAGE]`. */
+export async function cmdCommit(a: Args): Promise<number> {
   const { commitUpper } = await import('./commit.ts');
   const store = Store.fromEnv();
   return guarded('commit', async () => {
-    const r = await commitUpper(store, a.positional[0], {
-      name: a.values.get('name'),
-      from: a.values.get('from'),
-      message: a.values.get('message'),
-      userxattr: a.flags.has('--userxattr'),
+    const r = await commitUpper(store, a.positionals[0]!, {
+      name: a.str('name'),
+      from: a.str('from'),
+      message: a.str('message'),
+      userxattr: a.flag('userxattr'),
     });
     for (const w of r.warnings) process.stderr.write(`layerfs commit: warning: ${w}\n`);
     process.stdout.write(`${r.record.name} ${r.record.configDigest.slice(7, 19)}: ${r.record.layers.length} layer${r.record.layers.length === 1 ? '' : 's'} (new layer ${r.layer.diffID.slice(7, 19)}, ${r.layer.entries} entries)\n`);
