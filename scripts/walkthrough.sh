@@ -1,31 +1,48 @@
 #!/usr/bin/env bash
-# The walk-through of README's "How a union filesystem works", as it runs: two layers, one
-# mount, then merge, shadowing, copy-up, whiteout, opaque directory and commit, each explained
-# by `layerfs explain` and `layerfs trace`. Run as root. It works in a fresh temp dir that it
-# shows as /tmp/walk (so the output is the same on every run), and removes it at the end.
+# The walk-through of docs/walkthrough.md ("How a union filesystem works"), as a reader types
+# it: two layers, one mount, then merge, shadowing, copy-up, whiteout, opaque directory and
+# commit, each explained by `layerfs explain` and `layerfs trace`. Run as root. It works in a
+# fresh temp dir that it shows as /tmp/walk (so the output is the same on every run), and
+# removes it at the end.
 #
-# Each `==> NAME` line starts one of README's console blocks; test/walkthrough.test.ts checks
-# that the README shows exactly what this prints (up to durations and digests).
+# Run as the reader would: the commands below are typed exactly as the text shows them, one by
+# one, in one shell (an `export` in the text holds for the commands after it), with no `set -e`,
+# `-u` or `pipefail` around them, and in an environment that holds nothing the text does not set
+# itself except what it asks the reader to have: HOME, and `layerfs` on the PATH (the checkout's
+# bin/ first, as `export PATH=$PWD/bin:$PATH` in the checkout would do).
+#
+# Each `==> NAME` line starts one of the page's console blocks; test/walkthrough.test.ts checks
+# that the page shows exactly what this prints (up to durations and digests).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${1:-}" != --clean-env ]; then
+  exec env -i HOME="${HOME:-/root}" PATH="$repo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    bash "$repo/scripts/walkthrough.sh" --clean-env
+fi
 W=$(mktemp -d /tmp/layerfs-walk.XXXXXX)
+out=$(mktemp /tmp/layerfs-walk-out.XXXXXX)
 cleanup() {
   cd /
   if mountpoint -q "$W/mnt"; then "$repo/bin/layerfs" umount "$W/mnt" || umount -l "$W/mnt" || true; fi
-  rm -rf "$W"
+  rm -rf "$W" "$out"
 }
 trap cleanup EXIT
 cd "$W"
-layerfs() { "$repo/bin/layerfs" "$@"; }
-export LAYERFS_STORE=$W/store
-export LC_ALL=C
 
-# Print a command as typed at a root prompt, then run it; the temp dir is shown as /tmp/walk.
+# Print a command as typed at a root prompt, then run it in this shell, as typed; the temp dir
+# is shown as /tmp/walk.
 run() {
   printf '# %s\n' "$1"
-  (set +e; eval "$1") 2>&1 | sed "s|$W|/tmp/walk|g"
+  set +euo pipefail
+  eval "$1" >"$out" 2>&1
+  set -euo pipefail
+  sed "s|$W|/tmp/walk|g" "$out"
 }
 block() { printf '==> %s\n' "$1"; }
+
+block setup
+run 'export LAYERFS_STORE=$PWD/store'
+run 'export LC_ALL=C'
 
 block layers
 run "mkdir base app upper work mnt"

@@ -685,7 +685,7 @@ export async function importImage(store: Store, sourceText: string, opts: { name
     let newLayers = 0;
     for (const [i, l] of prep.layers.entries()) {
       const what = `${sourceText}: layer ${i + 1}/${prep.layers.length} (${l.desc.digest})`;
-      bar.step(`layer ${i + 1}/${prep.layers.length}`);
+      bar.step(`layer ${i + 1}/${prep.layers.length}, copying`, l.desc.size);
       const copy = path.join(stage, `blob-${i}`);
       await copyVerified(l.open, copy, l.desc, what, bar);
       blobs.push({ file: copy, digest: l.desc.digest });
@@ -699,6 +699,7 @@ export async function importImage(store: Store, sourceText: string, opts: { name
       seen.add(l.diffID);
       const dir = path.join(stage, `layer-${i}`);
       fs.mkdirSync(dir, { mode: 0o700 });
+      bar.step(`layer ${i + 1}/${prep.layers.length}, unpacking`, l.desc.size);
       const res = await unpackLayer(copy, path.join(dir, 'root'), {
         mediaType: l.desc.mediaType,
         label: `${i + 1}/${prep.layers.length} (${l.desc.digest})`,
