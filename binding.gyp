@@ -2,7 +2,11 @@
   "targets": [
     {
       "target_name": "layerfs_fuse",
-      "sources": ["native/layerfs_fuse.cc"],
+      "sources": [
+        "native/layerfs_fuse.cc", "native/fuse/ops.cc", "native/fuse/session.cc", "native/fuse/deliver.cc",
+        "native/fuse/mount.cc", "native/fuse/replies.cc", "native/fuse/passthrough.cc", "native/fuse/notify.cc",
+        "native/fuse/records.cc", "native/fuse/wire.cc"
+      ],
       "defines": ["NAPI_VERSION=8", "FUSE_USE_VERSION=314", "_FILE_OFFSET_BITS=64"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "cflags_cc": ["-std=c++17", "-O2", "<!@(pkg-config --cflags fuse3)"],

@@ -53,7 +53,7 @@ fi
 
 # The addons alone: missing (a cleaned build/), or older than any of their sources.
 stale=0
-for src in binding.gyp native/*.cc native/*.h; do
+for src in binding.gyp native/*.cc native/*.h native/fuse/*.cc native/fuse/*.h; do
   for out in "$addon" "$sysaddon" "$seccompaddon"; do
     if [ ! -f "$out" ] || [ "$src" -nt "$out" ]; then stale=1; fi
   done

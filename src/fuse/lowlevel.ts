@@ -6,8 +6,8 @@ import { log } from '../log.ts';
 import { ROOT } from '../root.ts';
 
 /**
- * The typed surface over layerfs' own libfuse3 low-level binding (native/layerfs_fuse.cc,
- * built to build/Release/layerfs_fuse.node by node-gyp).
+ * The typed surface over layerfs' own libfuse3 low-level binding (native/layerfs_fuse.cc and
+ * native/fuse/, built to build/Release/layerfs_fuse.node by node-gyp).
  *
  * Model: requests are read from /dev/fuse without blocking anyone and handed to the JS thread
  * in batches; the JS thread calls the handler of each with a {@link Request}. Two ways to
@@ -75,6 +75,21 @@ interface Addon {
   notifyInvalEntry(h: Handle, parent: U64, name: string): number;
   notifyDelete(h: Handle, parent: U64, child: U64, name: string): number;
   recycle(payload: Uint8Array): boolean;
+  wire(): AddonWire;
+}
+
+/**
+ * The addon's side of the wire constants below (native/fuse/wire.h, reported by wire.cc from
+ * offsetof/sizeof): test/fuse/wire.test.ts compares the two.
+ */
+export interface AddonWire {
+  ops: Record<string, number>;
+  records: Record<'stat' | 'entry' | 'dirent', { bytes: number; fields: Record<string, { offset: number; size: number; type: string }> }>;
+  openFlags: Record<string, number>;
+  /** Where the kernel's dirent and direntplus put the name (what {@link direntSize} assumes). */
+  kernelDirent: { name: number; plusName: number };
+  /** Cap, SetAttr and IoctlFlags as this libfuse's headers define them. */
+  libfuse: Record<'Cap' | 'SetAttr' | 'IoctlFlags', Record<string, number>>;
 }
 
 interface NativeConfig {
@@ -113,7 +128,7 @@ export function loadAddon(): Addon {
 // ------------------------------------------------------------------------------------------
 // constants
 
-/** Operation codes (native/layerfs_fuse.cc `enum Op`). */
+/** Operation codes (native/fuse/wire.h `LAYERFS_OPS`; test/fuse/wire.test.ts holds them to it). */
 export const Op = {
   INIT: 1, EXIT: 2, LOOKUP: 3, FORGET: 4, GETATTR: 5, SETATTR: 6, READLINK: 7, MKNOD: 8, MKDIR: 9,
   UNLINK: 10, RMDIR: 11, SYMLINK: 12, RENAME: 13, LINK: 14, OPEN: 15, READ: 16, WRITE: 17, FLUSH: 18,
@@ -402,7 +417,7 @@ export interface LowLevelMountOptions {
   congestionThreshold?: number;
   /**
    * Inline dispatch: after answering, keep reading /dev/fuse for this many microseconds
-   * before sleeping in the event loop (see on_poll in native/layerfs_fuse.cc). Trades a
+   * before sleeping in the event loop (see on_poll in native/fuse/session.cc). Trades a
    * little CPU right after requests for not paying a wake-up on the next one. Default 0.
    */
   spinUs?: number;
@@ -422,11 +437,22 @@ export interface ExitInfo {
 }
 
 // ------------------------------------------------------------------------------------------
-// record encoding (layouts documented in native/layerfs_fuse.cc)
+// record encoding (layouts: native/fuse/wire.h; test/fuse/wire.test.ts holds these to it)
 
-const STAT_REC = 88;
-const ENTRY_REC = 120;
-const DIRENT_HDR = 136;
+/** Stat record (little-endian): field offsets, and its size (BYTES). Times: seconds, nanoseconds. */
+export const StatRec = {
+  ino: 0, size: 8, blocks: 16, atimeSec: 24, mtimeSec: 32, ctimeSec: 40, atimeNsec: 48, mtimeNsec: 52,
+  ctimeNsec: 56, mode: 60, nlink: 64, uid: 68, gid: 72, blksize: 76, rdev: 80, BYTES: 88,
+} as const;
+
+/** Entry record: a fuse_entry_param (timeouts in seconds, f64), its attributes a stat record. */
+export const EntryRec = { nodeid: 0, generation: 8, entryTimeout: 16, attrTimeout: 24, attr: 32, BYTES: 120 } as const;
+
+/** One packed dirent of replyDirents: this header, then the name's bytes (from `name`), padded to 8. */
+export const DirentRec = { namelen: 0, off: 8, entry: 16, name: 136 } as const;
+
+/** Open flags of replyOpen/replyCreate. */
+export const OpenFlag = { DIRECT_IO: 1, KEEP_CACHE: 2, NONSEEKABLE: 4, CACHE_READDIR: 8, NOFLUSH: 16 } as const;
 const NS = 1_000_000_000n;
 const TWO32 = 4294967296;
 
@@ -461,36 +487,37 @@ function putTime(dv: DataView, secOff: number, nsecOff: number, ns: bigint): voi
 
 function putStat(dv: DataView, o: number, st: Stat): void {
   if (st === null || typeof st !== 'object') throw new TypeError('attributes missing');
-  putU64(dv, o, st.ino);
-  putU64(dv, o + 8, st.size);
-  putU64(dv, o + 16, st.blocks);
-  putTime(dv, o + 24, o + 48, st.atimeNs);
-  putTime(dv, o + 32, o + 52, st.mtimeNs);
-  putTime(dv, o + 40, o + 56, st.ctimeNs);
-  putU32(dv, o + 60, st.mode);
-  putU32(dv, o + 64, st.nlink);
-  putU32(dv, o + 68, st.uid);
-  putU32(dv, o + 72, st.gid);
-  putU32(dv, o + 76, st.blksize);
-  putU64(dv, o + 80, st.rdev);
+  putU64(dv, o + StatRec.ino, st.ino);
+  putU64(dv, o + StatRec.size, st.size);
+  putU64(dv, o + StatRec.blocks, st.blocks);
+  putTime(dv, o + StatRec.atimeSec, o + StatRec.atimeNsec, st.atimeNs);
+  putTime(dv, o + StatRec.mtimeSec, o + StatRec.mtimeNsec, st.mtimeNs);
+  putTime(dv, o + StatRec.ctimeSec, o + StatRec.ctimeNsec, st.ctimeNs);
+  putU32(dv, o + StatRec.mode, st.mode);
+  putU32(dv, o + StatRec.nlink, st.nlink);
+  putU32(dv, o + StatRec.uid, st.uid);
+  putU32(dv, o + StatRec.gid, st.gid);
+  putU32(dv, o + StatRec.blksize, st.blksize);
+  putU64(dv, o + StatRec.rdev, st.rdev);
 }
 
 function putEntry(dv: DataView, o: number, e: Entry): void {
   if (e === null || typeof e !== 'object') throw new TypeError('entry missing');
-  putU64(dv, o, e.nodeid);
-  putU64(dv, o + 8, e.generation ?? 0);
+  putU64(dv, o + EntryRec.nodeid, e.nodeid);
+  putU64(dv, o + EntryRec.generation, e.generation ?? 0);
   if (typeof e.entryTimeout !== 'number' || typeof e.attrTimeout !== 'number') throw new TypeError('timeouts must be numbers');
-  dv.setFloat64(o + 16, e.entryTimeout, true);
-  dv.setFloat64(o + 24, e.attrTimeout, true);
-  putStat(dv, o + 32, e.attr);
+  dv.setFloat64(o + EntryRec.entryTimeout, e.entryTimeout, true);
+  dv.setFloat64(o + EntryRec.attrTimeout, e.attrTimeout, true);
+  putStat(dv, o + EntryRec.attr, e.attr);
 }
 
-const scratch = new Uint8Array(ENTRY_REC);
+const scratch = new Uint8Array(EntryRec.BYTES);
 const scratchDv = new DataView(scratch.buffer);
 
 function openFlags(o?: OpenOptions): number {
   if (!o) return 0;
-  return (o.directIo ? 1 : 0) | (o.keepCache ? 2 : 0) | (o.nonseekable ? 4 : 0) | (o.cacheReaddir ? 8 : 0) | (o.noflush ? 16 : 0);
+  return (o.directIo ? OpenFlag.DIRECT_IO : 0) | (o.keepCache ? OpenFlag.KEEP_CACHE : 0) | (o.nonseekable ? OpenFlag.NONSEEKABLE : 0) |
+    (o.cacheReaddir ? OpenFlag.CACHE_READDIR : 0) | (o.noflush ? OpenFlag.NOFLUSH : 0);
 }
 
 /** Size of one entry in the kernel's readdir(plus) buffer (FUSE_DIRENT_ALIGN of name offset + name). */
@@ -574,7 +601,7 @@ export class Request {
   /** A negative lookup the kernel may cache for `timeout` seconds. */
   negative(timeout: number): number {
     scratch.fill(0);
-    scratchDv.setFloat64(16, timeout, true);
+    scratchDv.setFloat64(EntryRec.entryTimeout, timeout, true);
     return this.send((a, h) => a.replyEntry(h, this.id, scratch));
   }
 
@@ -676,7 +703,7 @@ function packDirents(list: readonly Dirent[]): Uint8Array {
   for (const d of list) {
     const nb = Buffer.from(checkBytes(d?.name, 'dirent name'), 'latin1');
     names.push(nb);
-    total += DIRENT_HDR + ((nb.length + 7) & ~7);
+    total += DirentRec.name + ((nb.length + 7) & ~7);
   }
   const out = Buffer.alloc(total);
   const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
@@ -684,11 +711,11 @@ function packDirents(list: readonly Dirent[]): Uint8Array {
   for (let i = 0; i < list.length; i++) {
     const d = list[i]!;
     const nb = names[i]!;
-    dv.setUint32(pos, nb.length, true);
-    putU64(dv, pos + 8, d.off);
-    putEntry(dv, pos + 16, d.entry);
-    nb.copy(out, pos + DIRENT_HDR);
-    pos += DIRENT_HDR + ((nb.length + 7) & ~7);
+    dv.setUint32(pos + DirentRec.namelen, nb.length, true);
+    putU64(dv, pos + DirentRec.off, d.off);
+    putEntry(dv, pos + DirentRec.entry, d.entry);
+    nb.copy(out, pos + DirentRec.name);
+    pos += DirentRec.name + ((nb.length + 7) & ~7);
   }
   return out;
 }
