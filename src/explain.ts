@@ -21,12 +21,9 @@
 //                  "blockedAt": null | { "path", "has" }, "target": symlink target | null }] }
 
 import * as path from 'node:path';
-import { fromText, toText } from './union/bytes.ts';
-import { layerName } from './union/events.ts';
-import { explainPath, type Cause, type Level, type LayerVerdict } from './union/explain.ts';
-import { Layer, checkPath } from './union/layer.ts';
-import { Resolver } from './union/lookup.ts';
-import { WhiteoutFormat } from './union/whiteout.ts';
+import {
+  Layer, Resolver, WhiteoutFormat, checkPath, explainPath, fromText, layerName, toText, type Cause, type LayerVerdict, type Level,
+} from './union/index.ts';
 import { mountAt } from './mountinfo.ts';
 import { resolveMountpoint, UserError } from './mount.ts';
 import { readState, type MountState } from './state.ts';

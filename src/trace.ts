@@ -21,10 +21,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { toText } from './union/bytes.ts';
-import { layerName, type CoreEvent } from './union/events.ts';
-import type { Layer } from './union/layer.ts';
-import type { UnionFs } from './union/unionfs.ts';
+import { layerName, toText, type CoreEvent, type Layer, type UnionFs } from './union/index.ts';
 
 export type TraceRecord = Record<string, unknown> & { ev: string };
 

@@ -1,9 +1,8 @@
 import { constants as fsc } from 'node:fs';
 import { constants as osc } from 'node:os';
-import { toErrno } from '../union/errors.ts';
-import type { Attr, Owner, TimeArg, UnionFs } from '../union/unionfs.ts';
-import type { DirItem } from '../union/readdir.ts';
-import { packFsxattr, unpackFsxattr } from '../union/fileattr.ts';
+import {
+  packFsxattr, toErrno, unpackFsxattr, type Attr, type CopyUpEvent, type DirItem, type Owner, type TimeArg, type UnionFs,
+} from '../union/index.ts';
 import { FSXATTR_SIZE, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS } from '../sys/index.ts';
 import { log } from '../log.ts';
 import { OVERRIDE_STAT_XATTR, formatOverrideStat, parseOverrideStat, type IdMap, type OverrideStat } from './idmap.ts';
@@ -119,7 +118,7 @@ export interface Node {
   childLookups?: number;
   /**
    * A directory whose listing we served with cache_readdir since its listing was last
-   * invalidated: the kernel may hold it (see copiedUp()).
+   * invalidated: the kernel may hold it (see dropCopied()).
    */
   listed?: boolean;
 }
@@ -171,6 +170,18 @@ export class InodeTable {
 
   child(parent: Node, name: string): Node | undefined {
     return parent.children?.get(name);
+  }
+
+  /** The node at a union path, name by name from the root; undefined: the kernel knows none. */
+  at(path: string): Node | undefined {
+    let n: Node | undefined = this.root;
+    for (let i = 1; n && i < path.length; ) {
+      const j = path.indexOf('/', i);
+      const end = j < 0 ? path.length : j;
+      n = n.children?.get(path.slice(i, end));
+      i = end + 1;
+    }
+    return n;
   }
 
   /** The node at parent/name, created (with no lookups yet) when there is none. */
@@ -362,6 +373,13 @@ interface DirHandle {
   items: DirItem[] | null;
 }
 
+/** A change in progress and the copy-ups the union reported while it ran (see watching()). */
+interface Watch {
+  /** The nodes whose copy-up concerns this change: its start nodes and their ancestors. */
+  chain: Set<Node>;
+  copied: Node[] | null;
+}
+
 // ------------------------------------------------------------------------------------------
 // the adapter
 
@@ -379,12 +397,17 @@ export class LowLevelAdapter {
   private readonly keepCache: boolean;
   private readonly log: (msg: string) => void;
   private readonly idmap?: IdMap;
+  /** The changes running now (see watching()). */
+  private readonly watches = new Set<Watch>();
+  /** Stop hearing of the union's copy-ups. */
+  readonly unsubscribe: () => void;
 
   constructor(private readonly fs: UnionFs, private readonly o: LowLevelMountOptions) {
     this.t = o.cacheTimeout;
     this.keepCache = o.keepCache ?? true;
     this.log = o.logger ?? log;
     this.idmap = o.idmap;
+    this.unsubscribe = fs.onCopyUp((ev) => this.copiedUp(ev));
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -498,11 +521,6 @@ export class LowLevelAdapter {
     }
   }
 
-  private inUpper(path: string): boolean {
-    const e = this.fs.lookup(path);
-    return !!e && this.fs.layers[e.layer]!.isUpper;
-  }
-
   /**
    * The node for the name parent/name (union path `path`), whose object has `attr`. A name of
    * an upper object with several names gets the node its other names have (one kernel inode),
@@ -515,7 +533,7 @@ export class LowLevelAdapter {
     if (multiName(attr)) {
       const c = t.byInode(attr.ino);
       const cp = c ? t.path(c) : null;
-      if (c && cp !== null && this.inUpper(path) && sameIno(this.fs, cp, attr.ino)) {
+      if (c && cp !== null && this.fs.inUpper(path) && sameIno(this.fs, cp, attr.ino)) {
         t.alias(c, parent, name);
         return { node: c, created: false };
       }
@@ -553,38 +571,43 @@ export class LowLevelAdapter {
 
   /**
    * Copy-up changes the inode number (and so the attributes) of an object and of its lower-only
-   * ancestors behind the kernel's back. Before a change: the nodes from `starts` up that are
-   * not in the upper yet. After it: drop the kernel's attributes of those now copied up (attr
+   * ancestors behind the kernel's back; the union reports each copy-up (UnionFs.onCopyUp) as
+   * it happens. A change (f) collects those of the nodes from `starts` up, whoever caused them
+   * while it ran; after it, their attributes are dropped from the kernel's cache (attr
    * invalidation takes no kernel lock, so it is safe while requests are in flight).
+   * `answered`: a node whose fresh attributes go to the kernel in this request's own answer
+   * (setattr), so its attributes need no invalidation.
    */
-  private notUpper(starts: (Node | undefined)[]): Node[] | null {
-    if (this.fs.readonly) return null;
-    let out: Node[] | null = null;
-    for (const s of starts) {
-      for (let n: Node | null | undefined = s; n; n = n.parent) {
-        const p = this.table.path(n);
-        if (p === null) break;
-        const e = this.fs.lookup(p);
-        if (!e || this.fs.layers[e.layer]!.isUpper) break;
-        (out ??= []).push(n);
-      }
+  private async watching<T>(starts: (Node | undefined)[], f: () => Promise<T>, answered?: Node): Promise<T> {
+    if (this.fs.readonly) return f();
+    const chain = new Set<Node>();
+    for (const s of starts) for (let n: Node | null | undefined = s; n && !chain.has(n); n = n.parent) chain.add(n);
+    const w: Watch = { chain, copied: null };
+    this.watches.add(w);
+    let done = false;
+    try {
+      const v = await f();
+      done = true;
+      return v;
+    } finally {
+      this.watches.delete(w);
+      this.dropCopied(w.copied, done ? answered : undefined);
     }
-    return out;
   }
 
-  private copiedUp(nodes: Node[] | null, answered?: Node): void {
+  /** The union copied `ev.path` up: the changes running on its node hear of it. */
+  private copiedUp(ev: CopyUpEvent): void {
+    if (this.watches.size === 0) return;
+    const n = this.table.at(ev.path);
+    if (!n) return;
+    for (const w of this.watches) if (w.chain.has(n)) (w.copied ??= []).push(n);
+  }
+
+  private dropCopied(nodes: Node[] | null, answered?: Node): void {
     if (!nodes || !this.session) return;
     const listings = new Set<Node>();
     for (const n of nodes) {
-      const p = this.table.path(n);
-      if (p === null) continue;
-      let upper: boolean;
-      try {
-        upper = this.inUpper(p);
-      } catch {
-        continue;
-      }
-      if (!upper) continue;
+      if (this.table.path(n) === null) continue;
       if (n !== answered) this.session.notifyInvalInode(n.id, -1, 0);
       if (n.parent?.listed) listings.add(n.parent);
     }
@@ -597,28 +620,6 @@ export class LowLevelAdapter {
     for (const d of listings) {
       d.listed = false;
       this.session.notifyInvalInode(d.id, 0, 0);
-    }
-  }
-
-  /**
-   * Run a change (f) and drop what copy-up made stale in the kernel (see notUpper/copiedUp).
-   * `answered`: a node whose fresh attributes go to the kernel in this request's own answer
-   * (setattr), so its attributes need no invalidation.
-   */
-  private async watching<T>(starts: (Node | undefined)[], f: () => Promise<T>, answered?: Node): Promise<T> {
-    let before: Node[] | null = null;
-    try {
-      before = this.notUpper(starts);
-    } catch {
-      before = null;
-    }
-    let done = false;
-    try {
-      const v = await f();
-      done = true;
-      return v;
-    } finally {
-      this.copiedUp(before, done ? answered : undefined);
     }
   }
 
@@ -1097,6 +1098,7 @@ export async function mountLowLevel(fs: UnionFs, opts: LowLevelMountOptions): Pr
     logger: opts.logger,
   });
   adapter.session = session;
+  void session.exited.then(adapter.unsubscribe, adapter.unsubscribe);
   return {
     unmount: () => session.unmount(),
     exited: session.exited.then(() => undefined),

@@ -1,9 +1,7 @@
 import { createRequire } from 'node:module';
 import { constants as fsc } from 'node:fs';
 import type FuseClass from 'fuse-native';
-import { fromText as b, toText } from '../union/bytes.ts';
-import { fsErr, toErrno } from '../union/errors.ts';
-import type { Attr, TimeArg, UnionFs } from '../union/unionfs.ts';
+import { fromText as b, fsErr, toErrno, toText, type Attr, type TimeArg, type UnionFs } from '../union/index.ts';
 import { log } from '../log.ts';
 
 /**

@@ -3,7 +3,7 @@ import type { MountConfig } from '../config.ts';
 import { log } from '../log.ts';
 import { mountAt } from '../mountinfo.ts';
 import * as sys from '../sys/index.ts';
-import { UnionFs } from '../union/unionfs.ts';
+import { UnionFs } from '../union/index.ts';
 import { stateFile, type MountState } from '../state.ts';
 import { startTraceService } from '../trace.ts';
 import { IdMap } from './idmap.ts';

@@ -17,10 +17,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Layer } from '../union/layer.ts';
-import { Resolver, type Entry } from '../union/lookup.ts';
-import { mergedReaddir } from '../union/readdir.ts';
-import { isWhiteoutStat, WhiteoutFormat } from '../union/whiteout.ts';
+import { Layer, Resolver, WhiteoutFormat, isWhiteoutStat, mergedReaddir, type Entry } from '../union/index.ts';
 import * as sys from '../sys/index.ts';
 import { ImageError } from './oci.ts';
 

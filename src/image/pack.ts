@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Header, type HeaderData } from 'tar';
 import * as sys from '../sys/index.ts';
-import { isWhiteoutStat, OCI_OPAQUE, OCI_PREFIX, WhiteoutFormat } from '../union/whiteout.ts';
+import { isWhiteoutStat, OCI_OPAQUE, OCI_PREFIX, WhiteoutFormat } from '../union/index.ts';
 import { ImageError } from './oci.ts';
 
 export interface PackOptions {

@@ -8,8 +8,11 @@ import { isCode } from './errors.ts';
 import { Layer, parentOf } from './layer.ts';
 import type { Entry, Resolver } from './lookup.ts';
 import type { WhiteoutFormat } from './whiteout.ts';
+import type { WorkDir } from './workdir.ts';
 
+/** What one copy-up did: told to the stack's listeners (./stack.ts) and to a trace. */
 export interface CopyUpEvent {
+  /** The union path the upper's copy serves from now on. */
   path: string;
   type: Entry['type'];
   fromLayer: number;
@@ -18,20 +21,34 @@ export interface CopyUpEvent {
 }
 
 /**
- * Copy-up: before the first change to an object that lives in a lower layer, a copy of it is
- * made in the upper — parents first, each with its metadata; then data (regular files), mode,
- * owner, xattrs (all but overlay-private ones) and nanosecond times. The copy is assembled in
- * the work directory and renamed into place, so a crash never leaves a partial object visible
- * in the upper. The upper parent's times are restored afterwards, as the kernel does.
- * Concurrent copy-ups of one path share one copy.
+ * Copy-up (the kernel's fs/overlayfs/copy_up.c): before the first change to an object that
+ * lives in a lower layer, a copy of it is made in the upper — parents first, each with its
+ * metadata; then data (regular files), mode, owner, xattrs (all but overlay-private ones) and
+ * nanosecond times. The upper parent's times are restored afterwards, as the kernel does.
+ *
+ * Guarantees: the copy is assembled in the work directory (./workdir.ts) and renamed into
+ * place with RENAME_NOREPLACE, so a crash never leaves a partial object visible in the upper,
+ * and a failed copy leaves nothing behind (its temporary name is removed). Concurrent copy-ups
+ * of one path share one copy. The resolver learns of each copy before anyone else (it serves
+ * the upper's copy at once), then `onCopyUp` is told.
+ *
+ * Across an await (the parent's copy-up, the data of a large file): other paths may be copied
+ * up, and this path's ancestors by other callers (shared, see above); the resolver's cache may
+ * be invalidated by any operation. Lowers never change through the union. If another
+ * operation put an object at the upper name meanwhile, the copy fails (EEXIST) instead of
+ * replacing it. Callers: the entry ensure() returns is the answer when the copy ended; a
+ * caller that awaits again after it resolves the path again.
  */
 export class CopyUp {
   private inflight = new Map<string, Promise<void>>();
-  private seq = 0;
+  /**
+   * The engine's one outlet: told of every copy made, after the resolver. The stack (./stack.ts)
+   * connects it to its listeners and its trace.
+   */
   onCopyUp?: (ev: CopyUpEvent) => void;
   /**
    * Whatever else of a regular file or directory `e` its copy `tmp` must carry, applied before
-   * the copy takes its place: the inode flags (./fileattr.ts). Set by UnionFs.
+   * the copy takes its place: the inode flags (./fileattr.ts). Set by the stack.
    */
   copyExtra?: (e: Entry, tmp: string) => void;
 
@@ -40,14 +57,9 @@ export class CopyUp {
     private readonly upper: Layer,
     private readonly resolver: Resolver,
     private readonly wf: WhiteoutFormat,
-    /** A private directory on the upper's filesystem for temporary objects. */
-    private readonly workTmp: string,
+    /** Where copies are assembled. */
+    private readonly work: WorkDir,
   ) {}
-
-  /** A fresh name in the work directory. */
-  tmpName(): string {
-    return `${this.workTmp}/#${process.pid.toString(16)}-${(++this.seq).toString(16)}`;
-  }
 
   /** Make sure the object at path exists in the upper; returns its (new) entry. */
   async ensure(path: string): Promise<Entry> {
@@ -102,7 +114,7 @@ export class CopyUp {
     const st = lstatSync(src, { bigint: true });
     const upperParent = this.upper.path(parent);
     const pst = lstatSync(upperParent, { bigint: true });
-    const tmp = this.tmpName();
+    const tmp = this.work.tmpName();
     let bytes = 0;
     let metaDone = false;
     try {
@@ -222,10 +234,5 @@ export function copyMetadata(src: string, dst: string, st: BigIntStats, wf: Whit
 
 export function restoreTimes(abs: string, st: BigIntStats): void {
   b.utimensat(abs, sys.timespecFromNs(st.atimeNs), sys.timespecFromNs(st.mtimeNs), { nofollow: true });
-}
-
-/** Remove a tree that was moved into the work directory. */
-export function removeTree(abs: string): void {
-  rmSync(abs, { recursive: true, force: true });
 }
 

@@ -22,7 +22,8 @@ import type { WhiteoutFormat } from './whiteout.ts';
  *    copy's protattr, its sync and noatime flags onto the copy (ovl_copy_fileattr).
  *  - The protection flags — protattr's on upper objects, the real inode's on lower ones — are
  *    then the union's to enforce (on an overlay inode the VFS does it; here nothing else
- *    would): UnionFs refuses with EPERM what the VFS refuses for them (its `guard*` calls).
+ *    would): the rules refuse with EPERM what the VFS refuses for them (ProtFlags.guard in
+ *    inode.ts and handles.ts, guardCreate and guardDelete in dir.ts).
  *
  * Symlinks and special files have no inode flags through the union (ENOTTY, as overlayfs
  * answers, and nothing is copied up); a lower layer's filesystem without them answers what it

@@ -36,6 +36,11 @@ export function typeOf(st: BigIntStats): EntryType {
  *
  * Results are cached per path (without their attributes, which are always read fresh). The
  * union core invalidates the cache whenever it changes the upper.
+ *
+ * This is the kernel's fs/overlayfs/namei.c. Nothing here awaits: a resolution is one pass
+ * over the layers as they are at the call, and an Entry, once returned, never changes. Callers
+ * that await between resolving a path and using the answer resolve it again: any operation
+ * may change the upper, and invalidate the cache, meanwhile.
  */
 export class Resolver {
   private cache: LRUCache<string, Entry | false>;

@@ -1,8 +1,18 @@
 import { lstatSync, readdirEntries, type ByteDirent } from './bytes.ts';
-import { isCode } from './errors.ts';
-import type { Layer } from './layer.ts';
+import { fsErr, isCode } from './errors.ts';
+import { checkPath, joinPath, type Layer } from './layer.ts';
 import type { Entry, EntryType } from './lookup.ts';
+import type { Stack } from './stack.ts';
 import { OCI_OPAQUE, OCI_PREFIX, isWhiteoutStat, type WhiteoutFormat } from './whiteout.ts';
+
+/*
+ * Listing a directory (the kernel's fs/overlayfs/readdir.c): the merge of its layers' listings
+ * (mergedReaddir), and the inode number each listed name shows (direntIno).
+ *
+ * Guarantees: each name once, as lookup would serve it; whiteouts and `.wh.*` names never
+ * listed; a layer's directory that vanished underneath is skipped, not an error. Nothing here
+ * awaits: a listing is one consistent pass over the layers as they are at the call.
+ */
 
 export interface DirItem {
   name: string;
@@ -79,4 +89,21 @@ export function mergedReaddir(layers: Layer[], dir: Entry, wf?: WhiteoutFormat):
     for (const h of hidden) seen.add(h);
   }
   return out;
+}
+
+/** The listing of the union directory at path (ENOTDIR for anything else). */
+export function readdir(s: Stack, path: string): DirItem[] {
+  const e = s.resolver.get(checkPath(path));
+  if (e.type !== 'dir') throw fsErr('ENOTDIR');
+  return mergedReaddir(s.layers, e, s.wf);
+}
+
+/** The inode number getattr would report for a listed entry (one lstat, no lookup); 0: gone. */
+export function direntIno(s: Stack, dir: string, item: DirItem): bigint {
+  try {
+    const st = lstatSync(s.layers[item.layer].path(joinPath(dir, item.name)), { bigint: true });
+    return s.inodes.ino(item.layer, st);
+  } catch {
+    return 0n;
+  }
 }

@@ -13,6 +13,9 @@ import { isCode } from './errors.ts';
  * OCI image format (read in lowers only, as image layers ship it): a whiteout for NAME is an
  * entry `.wh.NAME` beside it; an opaque directory contains `.wh..wh..opq`. Names starting with
  * `.wh.` are never shown through the mount.
+ *
+ * Only the formats live here (what a whiteout or an opaque mark is, how to read and write one);
+ * when one is written is the rule of dir.ts. Nothing here awaits.
  */
 export const OCI_PREFIX = '.wh.';
 export const OCI_OPAQUE = '.wh..wh..opq';
