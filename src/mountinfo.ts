@@ -1,3 +1,6 @@
+// /proc/self/mountinfo, decoded once for everyone: what is mounted where, the mount a path is
+// on, and a way around idmapped mounts.
+
 import { readFileSync } from 'node:fs';
 
 export interface MountInfo {
@@ -10,6 +13,8 @@ export interface MountInfo {
   root: string;
   /** Per-mount options (6th field), e.g. ['rw', 'relatime', 'idmapped']. */
   options: string[];
+  /** Per-superblock options (the last field), e.g. ['rw', 'memory'] for a cgroup v1 hierarchy. */
+  superOptions: string[];
 }
 
 /**
@@ -20,7 +25,10 @@ function decodeField(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
-/** Parse a mountinfo text: mount point (5th field), and after the ' - ' separator fstype and source. */
+/**
+ * Parse a mountinfo text: the 3rd to 6th fields (dev, root, mount point, options), and after
+ * the ' - ' separator fstype, source and the superblock's options.
+ */
 export function parseMountinfo(text: string): MountInfo[] {
   const out: MountInfo[] = [];
   for (const line of text.split('\n')) {
@@ -34,6 +42,7 @@ export function parseMountinfo(text: string): MountInfo[] {
       dev: fields[2] ?? '',
       root: decodeField(fields[3] ?? ''),
       options: (fields[5] ?? '').split(','),
+      superOptions: sep > 0 ? (fields[sep + 3] ?? '').split(',') : [],
     });
   }
   return out;

@@ -1,11 +1,13 @@
 // Stage 2 runs as one plain JavaScript file, bundled from src/launcher/stage2.ts with esbuild
 // (tsx's own compiler) and cached by content hash. Under tsx it would start ~200 ms slower and,
 // worse, tsx's esbuild service process would be a child of stage 2, left running inside the
-// container after the execve() of CMD.
+// container after the execve() of CMD. The bundling itself is src/esbuild-cache.mjs, shared with
+// the CLI's (bin/layerfs.mjs).
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { cachedBundle, walkSources } from '../esbuild-cache.mjs';
 import { ROOT } from '../root.ts';
 
 const repo = ROOT;
@@ -15,11 +17,9 @@ export const STAGE2_SOURCE = path.join(here, 'stage2.ts');
 /** Every source file of src/ (stage 2 imports a few of them; hashing all never goes stale). */
 function inputs(dir = path.join(repo, 'src')): string[] {
   const out: string[] = [];
-  for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...inputs(p));
-    else if (/\.(ts|json)$/.test(e.name)) out.push(p);
-  }
+  walkSources(dir, (p, e) => {
+    if (/\.(ts|json)$/.test(e.name)) out.push(p);
+  });
   return out;
 }
 
@@ -33,27 +33,24 @@ export async function stage2Bundle(): Promise<string | null> {
     h.update(repo);
     for (const f of inputs()) h.update(f).update(fs.readFileSync(f));
     const hash = h.digest('hex').slice(0, 16);
-    // Inside node_modules, so that the external `koffi` import resolves from there.
-    const dir = path.join(repo, 'node_modules', '.cache', 'layerfs');
-    const out = path.join(dir, `stage2-${hash}.mjs`);
-    if (fs.existsSync(out)) return out;
-    const esbuild = await import('esbuild');
-    fs.mkdirSync(dir, { recursive: true });
-    const tmp = `${out}.${process.pid}.tmp`;
-    esbuild.buildSync({
-      entryPoints: [STAGE2_SOURCE],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      external: ['koffi'],
-      // The bundle lives in node_modules/.cache: src/root.ts must not derive ROOT from its URL.
-      banner: { js: `globalThis.LAYERFS_ROOT = ${JSON.stringify(repo)};` },
-      outfile: tmp,
-      logLevel: 'silent',
+    return await cachedBundle({
+      root: repo,
+      name: 'stage2',
+      key: hash,
+      build: (esbuild, outfile) =>
+        esbuild.buildSync({
+          entryPoints: [STAGE2_SOURCE],
+          bundle: true,
+          platform: 'node',
+          format: 'esm',
+          target: 'node20',
+          external: ['koffi'],
+          // The bundle lives in node_modules/.cache: src/root.ts must not derive ROOT from its URL.
+          banner: { js: `globalThis.LAYERFS_ROOT = ${JSON.stringify(repo)};` },
+          outfile,
+          logLevel: 'silent',
+        }),
     });
-    fs.renameSync(tmp, out);
-    return out;
   } catch {
     return null;
   }

@@ -10,6 +10,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readMountinfo } from '../mountinfo.ts';
 import { applyDeviceFilterV2 } from './devices-bpf.ts';
 import { deviceRuleLine, type DeviceRule } from './security.ts';
 
@@ -42,10 +43,6 @@ const V1_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'devices'];
 const V2_CONTROLLERS = ['memory', 'pids', 'cpu'];
 const CFS_PERIOD_US = 100_000;
 
-function unescapeMountinfo(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
 /** The cgroup hierarchies this process can use, with its own cgroup's directory in each. */
 export function hierarchies(): Hierarchy[] {
   const own = new Map<string, string>(); // "memory" or "" (v2) -> path of our cgroup
@@ -55,20 +52,15 @@ export function hierarchies(): Hierarchy[] {
     for (const c of m[1] === '' ? [''] : m[1].split(',')) own.set(c, m[2]);
   }
   const out: Hierarchy[] = [];
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const a = line.slice(0, sep).split(' ');
-    const b = line.slice(sep + 3).split(' ');
-    const root = unescapeMountinfo(a[3]);
-    const mnt = unescapeMountinfo(a[4]);
+  for (const m of readMountinfo()) {
+    const { root, mountpoint: mnt, fstype } = m;
     let controllers: string[];
     let ownPath: string | undefined;
-    if (b[0] === 'cgroup') {
-      controllers = (b[2] ?? '').split(',').filter((o) => V1_CONTROLLERS.includes(o));
+    if (fstype === 'cgroup') {
+      controllers = m.superOptions.filter((o) => V1_CONTROLLERS.includes(o));
       if (controllers.length === 0) continue;
       ownPath = own.get(controllers[0]);
-    } else if (b[0] === 'cgroup2') {
+    } else if (fstype === 'cgroup2') {
       ownPath = own.get('');
       controllers = [];
       try {
@@ -84,7 +76,7 @@ export function hierarchies(): Hierarchy[] {
     const rel = relativeTo(root, ownPath);
     if (rel === undefined) continue; // our cgroup is outside what this mount shows
     if (out.some((h) => h.mount === mnt)) continue;
-    out.push({ version: b[0] === 'cgroup2' ? 2 : 1, controllers, own: path.join(mnt, rel), mount: mnt });
+    out.push({ version: fstype === 'cgroup2' ? 2 : 1, controllers, own: path.join(mnt, rel), mount: mnt });
   }
   // Prefer v1 controllers (a hybrid system puts them there); v2 only when v1 has none.
   const v1 = out.filter((h) => h.version === 1);
