@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import * as sys from '../sys/index.ts';
 import { makeInRoot, PathError, resolveInRoot } from './paths.ts';
 import { CTL_IN_FD, CTL_OUT_FD, STAGE2_ENV, STDERR_FD, type Stage2Config } from './protocol.ts';
-import { loadSeccomp, specFromWire } from './seccomp.ts';
+import { loadSeccomp } from './seccomp-addon.ts';
+import { specFromWire } from './seccomp-spec.ts';
 import { MASKED_PATHS, READONLY_PATHS } from './security.ts';
 
 class Stage2Error extends Error {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { run, runOk, type RunResult } from '../helpers/exec.ts';
 import { layerfsBin, makeTmp } from '../helpers/mounts.ts';
-import { rootfs } from '../launcher/_helpers.ts';
+import { rootfs } from '../helpers/rootfs.ts';
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;

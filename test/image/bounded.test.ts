@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../helpers/exec.ts';
 import { layerfsBin } from '../helpers/mounts.ts';
-import { waitFor } from '../launcher/_helpers.ts';
+import { waitFor } from '../helpers/launcher.ts';
 import { copyLayout, fixture, gnuTar, isRoot, layerDirs, lfs, lfsOk, readLayout, storedObjects, storeEnv, type StoreEnv } from './_helpers.ts';
 
 const t0 = isRoot() ? test : test.skip;

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runOk } from '../helpers/exec.ts';
 import { snapshotTree, type SnapEntry } from '../helpers/snapshot.ts';
-import { runIn, sandbox } from '../launcher/_helpers.ts';
+import { runIn, sandbox } from '../helpers/launcher.ts';
 import { fixture, isRoot, layerDirs, lfs, lfsOk, storedObjects, storeEnv, type StoreEnv } from './_helpers.ts';
 
 const t0 = isRoot() ? test : test.skip;

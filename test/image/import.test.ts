@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { run, runOk } from '../helpers/exec.ts';
 import { layerfsBin, mountFor } from '../helpers/mounts.ts';
 import { compareSnapshots, snapshotTree } from '../helpers/snapshot.ts';
-import { waitFor } from '../launcher/_helpers.ts';
+import { waitFor } from '../helpers/launcher.ts';
 import { copyLayout, fixture, gnuTar, isRoot, layerDirs, layoutFromTars, lfs, lfsOk, readLayout, storeContents, storedObjects, storeEnv } from './_helpers.ts';
 
 const t0 = isRoot() ? test : test.skip;

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run, runOk } from '../helpers/exec.ts';
 import { layerfsBin } from '../helpers/mounts.ts';
-import { leftovers, runIn, sandbox, type Sandbox } from '../launcher/_helpers.ts';
+import { leftovers, runIn, sandbox, type Sandbox } from '../helpers/launcher.ts';
 import { copyLayout, fixture, isRoot, layoutFromTars, lfsOk, storeEnv, type StoreEnv } from './_helpers.ts';
 
 const t0 = isRoot() ? test : test.skip;

@@ -3,7 +3,9 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isRoot, leftovers, rootfs, runIn, sandbox } from './_helpers.ts';
+import { leftovers, runIn, sandbox } from '../helpers/launcher.ts';
+import { rootfs } from '../helpers/rootfs.ts';
+import { isRoot } from './_helpers.ts';
 
 const t0 = isRoot() ? test : test.skip;
 

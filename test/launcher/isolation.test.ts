@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CAPS, DEFAULT_CAP_NAMES, MASKED_PATHS, READONLY_PATHS } from '../../src/launcher/security.ts';
-import { isRoot, launch, rootfs, runIn, sandbox, sh, waitFor } from './_helpers.ts';
+import { launch, runIn, sandbox, waitFor } from '../helpers/launcher.ts';
+import { rootfs } from '../helpers/rootfs.ts';
+import { isRoot, sh } from './_helpers.ts';
 
 const t0 = isRoot() ? test.serial : test.skip; // serial: each test starts real containers
 

@@ -5,7 +5,9 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hierarchies } from '../../src/launcher/cgroup.ts';
-import { isRoot, launch, rootfs, sandbox, sh, waitFor } from './_helpers.ts';
+import { launch, sandbox, waitFor } from '../helpers/launcher.ts';
+import { rootfs } from '../helpers/rootfs.ts';
+import { isRoot, sh } from './_helpers.ts';
 
 const t0 = isRoot() ? test.serial : test.skip; // serial: each test starts real containers
 

@@ -15,9 +15,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { repoRoot } from '../helpers/mounts.ts';
-import { pod, RUN_OPTS } from '../podman/_pod.ts';
+import { pod, RUN_OPTS } from '../helpers/podman.ts';
 import { CAPS } from '../../src/launcher/security.ts';
-import { processesMentioning, rootfs, ROOTFS_DIR, runIn, sandbox, type Sandbox } from './_helpers.ts';
+import { processesMentioning, runIn, sandbox, type Sandbox } from '../helpers/launcher.ts';
+import { rootfs, ROOTFS_DIR } from '../helpers/rootfs.ts';
 
 const PROBE_SRC = path.join(repoRoot, 'test', 'launcher', 'probe');
 

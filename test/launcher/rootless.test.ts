@@ -8,7 +8,9 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mountFor } from '../helpers/mounts.ts';
-import { isRoot, leftovers, rootfs, runIn, sandbox, type Sandbox } from './_helpers.ts';
+import { leftovers, runIn, sandbox, type Sandbox } from '../helpers/launcher.ts';
+import { rootfs } from '../helpers/rootfs.ts';
+import { isRoot } from './_helpers.ts';
 
 const NOBODY = 65534;
 const t0 = isRoot() ? test : test.skip;

@@ -7,7 +7,9 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CAPS } from '../../src/launcher/security.ts';
-import { isRoot, leftovers, rootfs, runIn, sandbox, sh } from './_helpers.ts';
+import { leftovers, runIn, sandbox } from '../helpers/launcher.ts';
+import { rootfs } from '../helpers/rootfs.ts';
+import { isRoot, sh } from './_helpers.ts';
 
 const t0 = isRoot() ? test.serial : test.skip; // serial: each test starts real containers
 

@@ -7,7 +7,9 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { layerfsBin } from '../helpers/mounts.ts';
-import { isRoot, launch, leftovers, processesMentioning, rootfs, runIn, sandbox, waitFor } from './_helpers.ts';
+import { launch, leftovers, processesMentioning, runIn, sandbox, waitFor } from '../helpers/launcher.ts';
+import { rootfs } from '../helpers/rootfs.ts';
+import { isRoot } from './_helpers.ts';
 
 const t0 = isRoot() ? test.serial : test.skip; // serial: each test starts real containers
 

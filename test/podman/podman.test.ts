@@ -12,10 +12,10 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readMountinfo, repoRoot } from '../helpers/mounts.ts';
-import { rootfs } from '../launcher/_helpers.ts';
+import { rootfs } from '../helpers/rootfs.ts';
 import { processAlive } from '../../src/mount.ts';
 import { stateFile } from '../../src/state.ts';
-import { cmdline, daemons, fuseMountsUnder, pod, rmContainer, RUN_OPTS, waitDaemonsGone, type Pod } from './_pod.ts';
+import { cmdline, daemons, fuseMountsUnder, pod, rmContainer, RUN_OPTS, waitDaemonsGone, type Pod } from '../helpers/podman.ts';
 
 test.before(() => {
   execFileSync('bash', [path.join(repoRoot, 'scripts', 'podman-setup.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as sys from '../../src/sys/index.ts';
-import type { CopyUp, CopyUpEvent } from '../../src/union/copyup.ts';
+import type { CopyUpEvent } from '../../src/union/copyup.ts';
 import type { UnionFs } from '../../src/union/unionfs.ts';
 import {
   GID, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, UID, assertWorkEmpty, dir, env, fifo, file, guard, ls, lstatOrNull,
@@ -24,10 +24,10 @@ function fixture(t: ExecutionContext, content = 'lower content\n'): Env {
   return e;
 }
 
-/** Record the copy-ups a union performs. */
+/** Record the copy-ups a union performs (through its public listener, UnionFs.onCopyUp). */
 function copyUps(u: UnionFs): CopyUpEvent[] {
   const evs: CopyUpEvent[] = [];
-  (u as unknown as { copyup: CopyUp }).copyup.onCopyUp = (ev) => evs.push(ev);
+  u.onCopyUp((ev) => evs.push(ev));
   return evs;
 }
 
@@ -101,6 +101,31 @@ for (const [label, flags] of [
     check();
   });
 }
+
+test('onCopyUp: a listener hears each copy-up once, with its path, until it unsubscribes', async (t) => {
+  const e = env(t);
+  file(e.lowers[0]!, 'a', 'a\n');
+  file(e.lowers[0]!, 'b', 'b\n');
+  file(e.lowers[0]!, 'c', 'c\n');
+  const u = e.union();
+  const heard: string[] = [];
+  const other: string[] = [];
+  const stop = u.onCopyUp((ev) => heard.push(ev.path));
+  u.onCopyUp((ev) => other.push(ev.path));
+  await u.truncate('/a', 1);
+  await u.truncate('/a', 0); // already in the upper: no copy-up
+  t.deepEqual(heard, ['/a']);
+  stop();
+  stop(); // a second call changes nothing
+  await u.truncate('/b', 1);
+  t.deepEqual(heard, ['/a'], 'not told after unsubscribing');
+  t.deepEqual(other, ['/a', '/b'], 'another listener is still told');
+  const stopOther = u.onCopyUp(() => t.fail('unsubscribed at once'));
+  stopOther();
+  await u.truncate('/c', 1);
+  t.deepEqual(other, ['/a', '/b', '/c']);
+  assertWorkEmpty(t, e);
+});
 
 test('truncate copies up, then truncates the copy', async (t) => {
   const e = fixture(t);

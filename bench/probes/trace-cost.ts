@@ -3,11 +3,11 @@
 // (LAYERFS_BASE=/path/to/checkout, e.g. one without the hooks: `git archive <commit> src | tar
 // -x -C DIR` plus a node_modules symlink). Rounds rotate the order of the variants; medians.
 //
-//     node --import tsx bench/trace-cost.ts
+//     node --import tsx bench/probes/trace-cost.ts
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UnionFs } from '../src/union/unionfs.ts';
+import { UnionFs } from '../../src/union/unionfs.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-trace-cost-'));
 try {

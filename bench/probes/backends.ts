@@ -5,7 +5,7 @@
 //   requests read by the JS thread) | the low-level binding with a session thread ('thread',
 //   served by this script in a child)
 //
-//   npx tsx bench/backends.ts [--reps N] [--files N] [--mib N] [--only name,name]
+//   npx tsx bench/probes/backends.ts [--reps N] [--files N] [--mib N] [--only name,name]
 //
 // Workloads (all backends serve the same lower layers, each with its own upper and work dir):
 //   - round trip: a tight stat() loop on one file with entry/attr timeout 0 (every stat is a
@@ -20,17 +20,18 @@
 // single runs can be several times slower for reasons outside the backend.
 // Everything mounted is unmounted in finally blocks (and on SIGINT/SIGTERM).
 //
-// Internal: `npx tsx bench/backends.ts --serve JSON` serves one low-level mount (a process must
-// not access its own FUSE mount synchronously, so the low-level backend runs in a child).
+// Internal: `npx tsx bench/probes/backends.ts --serve JSON` serves one low-level mount (a
+// process must not access its own FUSE mount synchronously, so the low-level backend runs in a
+// child).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readState } from '../src/state.ts';
+import { readState } from '../../src/state.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SELF = fileURLToPath(import.meta.url);
 const TSX = 'file://' + path.join(ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
 const LAYERFS = path.join(ROOT, 'bin', 'layerfs');
@@ -48,8 +49,8 @@ interface ServeConfig {
 }
 
 async function serve(cfg: ServeConfig): Promise<void> {
-  const { UnionFs } = await import('../src/union/unionfs.ts');
-  const { mountLowLevel } = await import('../src/fuse/ll-adapter.ts');
+  const { UnionFs } = await import('../../src/union/unionfs.ts');
+  const { mountLowLevel } = await import('../../src/fuse/ll-adapter.ts');
   const u = new UnionFs({ lowerdirs: cfg.lowers, upperdir: cfg.upper, workdir: cfg.work });
   u.prepareWorkdir();
   const m = await mountLowLevel(u, {

@@ -5,8 +5,8 @@
 import type { ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { run, type RunResult } from '../helpers/exec.ts';
-import { layerfsBin, makeTmp, mountsUnder, readMountinfo } from '../helpers/mounts.ts';
+import { run, type RunResult } from './exec.ts';
+import { layerfsBin, makeTmp, mountsUnder, readMountinfo } from './mounts.ts';
 import { processAlive } from '../../src/mount.ts';
 
 /** What `podman run` needs on this machine (README, podman). */
