@@ -1,6 +1,5 @@
 import type * as sys from '../sys/index.ts';
 import * as b from './bytes.ts';
-import type { CopyUp } from './copyup.ts';
 import * as dir from './dir.ts';
 import type { Owner } from './dir.ts';
 import { FsError } from './errors.ts';
@@ -64,11 +63,6 @@ export class UnionFs {
   /** `workdir/work`, where objects are assembled and disposed of (./workdir.ts). */
   get workTmp(): string | undefined {
     return this.stack.work?.dir;
-  }
-
-  /** The copy-up engine: not for callers (onCopyUp is); test/union/copyup.test.ts taps its outlet. */
-  private get copyup(): CopyUp | undefined {
-    return this.stack.copyup;
   }
 
   /**
