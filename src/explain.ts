@@ -25,8 +25,8 @@ import {
   Layer, Resolver, WhiteoutFormat, checkPath, explainPath, fromText, layerName, toText, type Cause, type LayerVerdict, type Level,
 } from './union/index.ts';
 import { mountAt } from './mountinfo.ts';
-import { resolveMountpoint, UserError } from './mount.ts';
-import { readState, type MountState } from './state.ts';
+import { resolveMountpoint, UserError } from './engine/mount.ts';
+import { readState, type MountState } from './engine/state.ts';
 
 export function fail(msg: string, status: number): never {
   throw new UserError(msg, status);

@@ -155,7 +155,7 @@ its daemon to exit. A busy mount is refused. ('unmount' is the same command.)
     options: { lazy: { type: 'boolean', short: 'l' } },
     args: { min: 1, max: 1, error: 'needs exactly one MOUNTPOINT' },
     run: async (a) => {
-      await (await import('../mount.ts')).unmount(a.positionals[0]!, { lazy: a.flag('lazy') });
+      await (await import('../engine/mount.ts')).unmount(a.positionals[0]!, { lazy: a.flag('lazy') });
       return 0;
     },
   },

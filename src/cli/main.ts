@@ -113,7 +113,7 @@ export async function reportFailure(e: unknown): Promise<number> {
   // UserError lives with the mount code (it loads the syscall bindings): loaded only here.
   let UserError: (new (...a: never[]) => Error & { status: number }) | undefined;
   try {
-    ({ UserError } = await import('../mount.ts'));
+    ({ UserError } = await import('../engine/mount.ts'));
   } catch {
     UserError = undefined;
   }

@@ -54,23 +54,23 @@ export async function cmdMount(argv: readonly string[]): Promise<number> {
   if (cfg.foreground || cfg.debug) {
     const { setLogTarget } = await import('../log.ts');
     setLogTarget(process.env.LAYERFS_LOG || 'stderr');
-    const { serve } = await import('../fuse/serve.ts');
+    const { serve } = await import('../engine/daemon.ts');
     await serve(cfg, () => {});
     return -1; // keep serving; serve() exits the process when unmounted
   }
-  const { mountBackground } = await import('../mount.ts');
+  const { mountBackground } = await import('../engine/mount.ts');
   await mountBackground(cfg);
   return 0;
 }
 
 /** The detached daemon started by mountBackground: reports "ok" or "error: …" on fd 3. */
 export async function cmdServe(): Promise<number> {
-  const { UserError } = await import('../mount.ts');
+  const { UserError } = await import('../engine/mount.ts');
   const cfg = JSON.parse(process.env.LAYERFS_CONFIG ?? 'null') as MountConfig | null;
   if (!cfg) throw new UserError('layerfs: __serve is internal');
   const { createWriteStream } = await import('node:fs');
   const report = createWriteStream('', { fd: 3 });
-  const { serve } = await import('../fuse/serve.ts');
+  const { serve } = await import('../engine/daemon.ts');
   try {
     await serve(cfg, () => report.end('ok\n'));
   } catch (e) {

@@ -6,8 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin, makeTmp, mountFor, mountsAt, mountsUnder, unmount } from '../helpers/mounts.ts';
-import { readState, stateFile } from '../../src/state.ts';
-import { processAlive } from '../../src/mount.ts';
+import { readState, stateFile } from '../../src/engine/state.ts';
+import { processAlive } from '../../src/engine/mount.ts';
 import { listTree } from '../helpers/snapshot.ts';
 
 interface Dirs {

@@ -1,6 +1,6 @@
 // The FUSE adapter's inode table on its own (no mount): names, hard links, forgetting.
 import test from 'ava';
-import { InodeTable } from '../../src/fuse/ll-adapter.ts';
+import { InodeTable } from '../../src/fuse/inodes.ts';
 
 /** d1/a and d2/b: one object with two names, as the adapter records a hard link. */
 function linked() {

@@ -32,7 +32,7 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readState } from '../../src/state.ts';
+import { readState } from '../../src/engine/state.ts';
 import { TARGET, kindOf, listTree, names, sh, shOk, sleep, withLayers, type Env } from './_env.ts';
 
 const fsp = fs.promises;

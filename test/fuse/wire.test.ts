@@ -10,7 +10,7 @@
 import test from 'ava';
 import {
   Cap, DirentRec, EntryRec, IoctlFlags, Op, OpenFlag, Request, SetAttr, StatRec, direntSize, loadAddon,
-  type AddonWire, type Entry, type LowLevelSession, type OpenOptions, type Stat,
+  type AddonWire, type EntryParam as Entry, type LowLevelSession, type OpenOptions, type Stat,
 } from '../../src/fuse/lowlevel.ts';
 
 type Table = Readonly<Record<string, number>>;

@@ -1,29 +1,24 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import type { MountConfig } from '../config.ts';
-import { log } from '../log.ts';
-import { mountAt } from '../mountinfo.ts';
-import * as sys from '../sys/index.ts';
-import { UnionFs } from '../union/index.ts';
-import { stateFile, type MountState } from '../state.ts';
-import { startTraceService } from '../trace.ts';
-import { IdMap } from './idmap.ts';
+// The daemon: one process serving one mount (started by ./mount.ts' mountBackground, or in the
+// foreground by `layerfs mount -f`). Its lifecycle lives here, apart from the FUSE translation
+// (src/fuse/): build the union, mount it through a backend (./backends.ts), record the state
+// file (./state.ts) and the trace service (./trace.ts), serve until the mount goes away, clean
+// up. The engine grows from here into the long-running daemon that serves many mounts.
 
-/** fuse-native only: how often the daemon checks that its mount still exists. */
-const WATCH_MS = 500;
+import { rmSync } from 'node:fs';
+import type { MountConfig } from '../config.ts';
+import { IdMap } from '../fuse/idmap.ts';
+import { log } from '../log.ts';
+import { UnionFs } from '../union/index.ts';
+import { serveLowLevel, serveNative, type Served } from './backends.ts';
+import { stateFile, writeState, type MountState } from './state.ts';
+import { startTraceService } from './trace.ts';
+
 /**
  * How long the kernel may cache entries and attributes (timeout=). Every change made through
  * the mount reaches the kernel's cache (copy-up drops what it changes behind the kernel's back),
  * so this only bounds how long changes made to the layers underneath stay unseen.
  */
 const DEFAULT_CACHE_SECONDS = 60;
-
-/** A served mount, whichever binding serves it. */
-interface Served {
-  /** Resolves (with why) once the kernel ended the session: umount, fusermount3 -u, abort. */
-  ended: Promise<{ why: string; code: number }>;
-  /** Stop serving and unmount (idempotent). */
-  stop(): Promise<void>;
-}
 
 /**
  * The daemon body: build the union, mount it, serve until the mount goes away (umount,
@@ -87,8 +82,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     started: new Date().toISOString(),
   };
   try {
-    mkdirSync(sf.dir, { recursive: true, mode: 0o700 });
-    writeFileSync(sf.file, JSON.stringify(state) + '\n');
+    writeState(state);
   } catch (e) {
     log(`cannot write state file ${sf.file}: ${e}`);
   }
@@ -107,7 +101,7 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     }
     try {
       tracer.close();
-      rmSync(sf.file, { force: true });
+      rmSync(sf.file, { force: true }); // the socket: tracer.close()
     } catch {
       // best effort
     }
@@ -115,43 +109,4 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
   };
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void leave(sig, 0));
   void served.ended.then(({ why, code }) => leave(why, code));
-}
-
-type AdapterOptions = Parameters<typeof import('./ll-adapter.ts').mountLowLevel>[1];
-
-/**
- * libfuse3 low-level: the session ends when the kernel ends the connection (reading /dev/fuse
- * fails with ENODEV after any unmount), so the daemon learns of it at once, no polling.
- */
-async function serveLowLevel(fs: UnionFs, opts: AdapterOptions): Promise<Served> {
-  const { mountLowLevel } = await import('./ll-adapter.ts');
-  const m = await mountLowLevel(fs, opts);
-  return {
-    ended: m.exitInfo.then((i) =>
-      i.reason === 'error' ? { why: `the FUSE session failed (${i.code})`, code: 1 } : { why: 'unmounted', code: 0 },
-    ),
-    stop: () => m.unmount(),
-  };
-}
-
-/**
- * fuse-native (libfuse 2 high-level): it does not tell the filesystem that it was unmounted
- * from outside, so the mount table is watched (reading it never touches our own mount).
- */
-async function serveNative(fs: UnionFs, opts: AdapterOptions): Promise<Served> {
-  const { mountNative } = await import('./native-adapter.ts');
-  await mountNative(fs, opts);
-  const mine = () => mountAt(opts.mountpoint)?.fstype === 'fuse.layerfs';
-  return {
-    ended: new Promise((resolve) => {
-      const timer = setInterval(() => {
-        if (mine()) return;
-        clearInterval(timer);
-        resolve({ why: 'unmounted', code: 0 });
-      }, WATCH_MS);
-    }),
-    stop: async () => {
-      if (mine()) sys.umount2(opts.mountpoint, sys.MNT_DETACH);
-    },
-  };
 }

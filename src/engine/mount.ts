@@ -1,0 +1,132 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import type { MountConfig } from '../config.ts';
+import { mountAt } from '../mountinfo.ts';
+import { readState, stateFile } from './state.ts';
+import * as sys from '../sys/index.ts';
+import { CLI_START } from '../root.ts';
+
+/** A failure a user should see as one line; the CLI exits with `status`. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly status = 1,
+  ) {
+    super(message);
+  }
+}
+
+const READY_TIMEOUT_MS = 30_000;
+/** Full path: mount.fuse3 runs us with an empty PATH. */
+const FUSERMOUNT = '/usr/bin/fusermount3';
+
+/**
+ * Mount in the background: start a detached daemon, wait until the kernel has the mount and
+ * the daemon answers, then return. The daemon's stdio is detached, so callers that read our
+ * output (podman, mount(8)) are not held open by it.
+ */
+export async function mountBackground(cfg: MountConfig): Promise<number> {
+  const child = spawn(CLI_START[0]!, [...CLI_START.slice(1), '__serve'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    env: { ...process.env, LAYERFS_CONFIG: JSON.stringify(cfg) },
+  });
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  const reply = await new Promise<string>((res) => {
+    let buf = '';
+    const timer = setTimeout(() => res('error: the daemon did not report a mount within 30 s'), READY_TIMEOUT_MS);
+    pipe.on('data', (d: Buffer) => (buf += d.toString()));
+    pipe.on('end', () => {
+      clearTimeout(timer);
+      res(buf.trim());
+    });
+    child.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      setImmediate(() => res(buf.trim() || `error: the daemon exited (${sig ?? code}) before mounting`));
+    });
+  });
+  if (reply !== 'ok') {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    throw new UserError(`layerfs: cannot mount ${cfg.mountpoint}: ${reply.replace(/^error: /, '')}`);
+  }
+  // The kernel answers only once our FUSE_INIT reply is through: a stat from this process
+  // (not the daemon's) proves the mount serves.
+  await Promise.race([
+    stat(cfg.mountpoint),
+    new Promise((_r, rej) => setTimeout(() => rej(new UserError(`layerfs: ${cfg.mountpoint} mounted but does not answer`)), READY_TIMEOUT_MS)),
+  ]);
+  child.unref();
+  (pipe as unknown as { destroy(): void }).destroy();
+  return child.pid!;
+}
+
+/** Resolve a mount point without touching it (a dead FUSE mount answers ENOTCONN). */
+export function resolveMountpoint(p: string): string {
+  const abs = resolve(p);
+  try {
+    return resolve(realpathSync(dirname(abs)), basename(abs));
+  } catch {
+    return abs;
+  }
+}
+
+/** Whether the process still runs: a zombie (exited, not yet reaped) counts as gone. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A zombie has exited (its files are closed, its writes done) but answers kill(0) until its
+  // parent reaps it; a daemon whose parent is init may stay one for seconds (init reaps lazily).
+  // The main thread turns zombie before the other threads are done exiting (and they share the
+  // open files): alive while any thread is not a zombie.
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      } catch {
+        continue; // that thread is gone
+      }
+      const state = stat[stat.lastIndexOf(')') + 2];
+      if (state !== 'Z' && state !== 'X') return true;
+    }
+    return false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Unmount a layerfs mount, including one whose daemon died ("Transport endpoint is not
+ * connected"), and wait for the daemon to exit so that the upper is settled when we return.
+ */
+export async function unmount(mountpoint: string, opts: { lazy?: boolean } = {}): Promise<void> {
+  const mnt = resolveMountpoint(mountpoint);
+  const m = mountAt(mnt);
+  if (!m) throw new UserError(`layerfs: '${mountpoint}' is not mounted`);
+  if (m.fstype !== 'fuse.layerfs') throw new UserError(`layerfs: '${mountpoint}' is not a layerfs mount (it is ${m.fstype})`);
+  const st = readState(mnt);
+  try {
+    sys.umount2(mnt, opts.lazy ? sys.MNT_DETACH : 0);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'EBUSY') throw new UserError(`layerfs: '${mountpoint}' is busy (files are open or a process is inside it; 'layerfs umount -l' detaches it anyway)`);
+    if (code !== 'EPERM') throw e;
+    // Not root: a mount the caller made through fusermount3 is theirs to unmount with it.
+    const r = spawnSync(FUSERMOUNT, [opts.lazy ? '-uz' : '-u', mnt], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      const why = (r.stderr || r.error?.message || '').trim().split('\n')[0];
+      throw new UserError(`layerfs: not allowed to unmount '${mountpoint}'${why ? ` (${why})` : ''}`);
+    }
+  }
+  if (st?.pid && st.pid !== process.pid) {
+    const until = Date.now() + 10_000;
+    while (processAlive(st.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  }
+  rmSync(stateFile(mnt).file, { force: true });
+  rmSync(stateFile(mnt).socket, { force: true }); // a killed daemon leaves it
+}
