@@ -1,7 +1,7 @@
 // Delivery to JS (JS thread): inside ONE callback scope per batch, the JS dispatcher is
 // called once per Rec, with the op code, a fresh request id (the fuse_req_t goes into the
 // in-flight table under it), the node id, the caller's credentials and the op's own arguments
-// (deliver_one; lowlevel.ts' dispatch takes them apart). Promise jobs (replies of async
+// (deliver_one; src/fuse/session.ts's dispatch takes them apart). Promise jobs (replies of async
 // handlers) run when the batch's callback scope closes.
 
 #include <errno.h>

@@ -148,7 +148,7 @@ export const IoctlFlags = { COMPAT: 1 << 0, UNRESTRICTED: 1 << 1, RETRY: 1 << 2,
 
 /**
  * How requests reach the JS thread unless a mount says otherwise. 'inline' measured better on
- * every workload but single-stream writes, where the two are level (bench/backends.ts): one
+ * every workload but single-stream writes, where the two are level (bench/probes/backends.ts): one
  * thread wake-up less per request. LAYERFS_FUSE_DISPATCH=thread|inline overrides it.
  */
 export const DEFAULT_DISPATCH: 'thread' | 'inline' = process.env.LAYERFS_FUSE_DISPATCH === 'thread' ? 'thread' : 'inline';

@@ -7,6 +7,8 @@
  * node (see InodeTable).
  */
 
+import { joinPath } from '../union/index.ts';
+
 export const ROOT_ID = 1;
 
 /** One name of a node: the entry `name` in directory `parent`. */
@@ -81,10 +83,10 @@ export class InodeTable {
     if (n === this.root) return '/';
     if (!n.parent) return null;
     const dir = this.path(n.parent); // null for a directory dropped from the table
-    if (dir !== null) return joinChild(dir, n.name);
+    if (dir !== null) return joinPath(dir, n.name);
     for (const l of n.aliases ?? []) {
       const d = this.path(l.parent);
-      if (d !== null) return joinChild(d, l.name);
+      if (d !== null) return joinPath(d, l.name);
     }
     return null;
   }
@@ -251,9 +253,4 @@ export class InodeTable {
       n.name = newname;
     }
   }
-}
-
-/** The union path of `name` in directory `dir` (both byte strings). */
-export function joinChild(dir: string, name: string): string {
-  return dir === '/' ? '/' + name : dir + '/' + name;
 }

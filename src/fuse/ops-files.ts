@@ -1,7 +1,6 @@
 import { constants as fsc } from 'node:fs';
-import { fsErr, packFsxattr, unpackFsxattr, type Attr } from '../union/index.ts';
+import { fsErr, joinPath, packFsxattr, unpackFsxattr, type Attr } from '../union/index.ts';
 import { FSXATTR_SIZE, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS } from '../sys/index.ts';
-import { joinChild } from './inodes.ts';
 import type { LowLevelAdapter } from './ll-adapter.ts';
 import type { LowLevelOps } from './lowlevel.ts';
 
@@ -43,7 +42,7 @@ export function fileOps(ad: LowLevelAdapter): LowLevelOps {
         const pn = ad.node(parent);
         const dir = t.path(pn);
         if (dir === null) throw fsErr('ENOENT');
-        const path = joinChild(dir, name);
+        const path = joinPath(dir, name);
         let f = flags;
         if (ad.o.writebackCache && (f & O_ACCMODE) === fsc.O_WRONLY) f = (f & ~O_ACCMODE) | fsc.O_RDWR;
         const fh = await ad.copyUps.watching([pn], () => fs.create(path, mode, f, ad.attrs.owner(r)));

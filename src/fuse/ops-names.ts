@@ -1,5 +1,5 @@
 import { fsErr, type Attr, type TimeArg } from '../union/index.ts';
-import { joinChild } from './inodes.ts';
+import { joinPath } from '../union/index.ts';
 import type { LowLevelAdapter } from './ll-adapter.ts';
 import { SetAttr, type LowLevelOps, type Request, type SetattrArgs } from './lowlevel.ts';
 
@@ -20,7 +20,7 @@ export function nameOps(ad: LowLevelAdapter): LowLevelOps {
         const dir = t.path(p);
         if (dir === null) throw fsErr('ENOENT');
         p.childLookups = (p.childLookups ?? 0) + 1;
-        const path = joinChild(dir, name);
+        const path = joinPath(dir, name);
         const attr = fs.lookupAttr(path);
         if (attr) ad.replyEntry(r, p, name, path, attr);
         else if (ad.t > 0) r.negative(ad.t);
@@ -67,7 +67,7 @@ export function nameOps(ad: LowLevelAdapter): LowLevelOps {
         const sp = t.path(src);
         const dp = t.path(np);
         if (sp === null || dp === null) throw fsErr('ENOENT');
-        const dst = joinChild(dp, newname);
+        const dst = joinPath(dp, newname);
         await ad.copyUps.watching([src, np], () => fs.link(sp, dst));
         const attr = fs.getattr(dst);
         // One more name of the source's object (in the upper now): the source's node, so the
@@ -86,8 +86,8 @@ export function nameOps(ad: LowLevelAdapter): LowLevelOps {
         const sp = t.path(p);
         const dp = t.path(np);
         if (sp === null || dp === null) throw fsErr('ENOENT');
-        const src = joinChild(sp, name);
-        const dst = joinChild(dp, newname);
+        const src = joinPath(sp, name);
+        const dst = joinPath(dp, newname);
         // RENAME_EXCHANGE copies the destination up too.
         const starts = flags & RENAME_EXCHANGE ? [t.child(p, name), t.child(np, newname), np] : [t.child(p, name), np];
         await ad.copyUps.watching(starts, () => fs.rename(src, dst, flags));
@@ -153,7 +153,7 @@ async function makeNode(ad: LowLevelAdapter, r: Request, parent: number, name: s
   const pn = ad.node(parent);
   const dir = ad.table.path(pn);
   if (dir === null) throw fsErr('ENOENT');
-  const path = joinChild(dir, name);
+  const path = joinPath(dir, name);
   await ad.copyUps.watching([pn], () => make(path));
   ad.replyEntry(r, pn, name, path, ad.fs.getattr(path));
 }
@@ -162,7 +162,7 @@ async function remove(ad: LowLevelAdapter, r: Request, parent: number, name: str
   const pn = ad.node(parent);
   const d = ad.table.path(pn);
   if (d === null) throw fsErr('ENOENT');
-  const path = joinChild(d, name);
+  const path = joinPath(d, name);
   await ad.copyUps.watching([pn], () => (dir ? ad.fs.rmdir(path) : ad.fs.unlink(path)));
   ad.table.unlinkName(pn, name);
   r.ok();

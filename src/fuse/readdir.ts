@@ -1,6 +1,7 @@
 import { constants as fsc } from 'node:fs';
 import { fsErr, type Attr, type DirItem } from '../union/index.ts';
-import { joinChild, type Node } from './inodes.ts';
+import type { Node } from './inodes.ts';
+import { joinPath } from '../union/index.ts';
 import type { LowLevelAdapter } from './ll-adapter.ts';
 import { direntSize, type Dirent, type EntryParam, type LowLevelOps, type Request, type Stat } from './lowlevel.ts';
 
@@ -108,12 +109,12 @@ function readdir(ad: LowLevelAdapter, r: Request, fh: number, size: number, off:
       if (plus) {
         let attr: Attr | null = null;
         try {
-          attr = fs.getattr(joinChild(dir, name));
+          attr = fs.getattr(joinPath(dir, name));
         } catch {
           attr = null; // gone since the listing: a plain entry
         }
         if (attr) {
-          const got = ad.nodeFor(dh.node, name, joinChild(dir, name), attr);
+          const got = ad.nodeFor(dh.node, name, joinPath(dir, name), attr);
           node = got.node;
           if (got.created) created.push(node);
           entry = ad.entry(node, attr);

@@ -26,7 +26,7 @@ export {
 
 // The pieces a reader of layers on disk needs (explain, image diff and pack): layers, lookup,
 // the merged listing, the whiteout formats.
-export { Layer, checkPath } from './layer.ts';
+export { Layer, checkPath, joinPath } from './layer.ts';
 export { Resolver, type Entry, type EntryType } from './lookup.ts';
 export { mergedReaddir } from './readdir.ts';
 export { OCI_OPAQUE, OCI_PREFIX, WhiteoutFormat, isWhiteoutStat } from './whiteout.ts';

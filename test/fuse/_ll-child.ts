@@ -1,5 +1,5 @@
 // A process that serves a mount through the low-level binding, driven by
-// test/fuse/lowlevel.test.ts and bench/backends.ts. A FUSE mount must never be accessed
+// test/fuse/lowlevel.test.ts and bench/probes/backends.ts. A FUSE mount must never be accessed
 // synchronously from the JS thread that serves it (that deadlocks), so the tests mount here
 // and work on the mount from their own process.
 //
