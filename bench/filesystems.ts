@@ -14,7 +14,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readState } from '../src/state.ts';
+import { readState } from '../src/engine/state.ts';
 import { readMountinfo, layerfsBin, unmount as forceUnmount } from '../test/helpers/mounts.ts';
 import { memOf, run, runOk, sleep, waitFor, type Mem } from './common.ts';
 import type { LayerSet } from './layers.ts';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from './helpers/exec.ts';
 import { isMounted, layerfsBin, makeTmp, mountFor, removeTmp, unmount } from './helpers/mounts.ts';
-import { stateFile } from '../src/state.ts';
+import { stateFile } from '../src/engine/state.ts';
 import { ConfigError, parseMountArgs } from '../src/config.ts';
 
 async function layerfs(args: string[], cwd?: string) {

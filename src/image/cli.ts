@@ -13,7 +13,7 @@
 
 import type { Args } from '../cli/args.ts';
 import { splitLowerdirs } from '../config.ts';
-import { UserError } from '../mount.ts';
+import { UserError } from '../engine/mount.ts';
 import { ImageError } from './oci.ts';
 import { humanSize, Store } from './store.ts';
 

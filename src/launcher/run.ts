@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, parseMountArgs, validateMountConfig } from '../config.ts';
-import { mountBackground, UserError } from '../mount.ts';
+import { mountBackground, UserError } from '../engine/mount.ts';
 import { applyImage, isStoredImage, resolveImageUser } from './image.ts';
 import { TSX_ARGS } from '../root.ts';
 import { stage2Bundle, STAGE2_SOURCE } from './bundle.ts';

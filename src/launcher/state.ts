@@ -10,9 +10,9 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { unmount } from '../mount.ts';
+import { unmount } from '../engine/mount.ts';
 import { mountAt } from '../mountinfo.ts';
-import { stateDir } from '../state.ts';
+import { stateDir } from '../engine/state.ts';
 import * as sys from '../sys/index.ts';
 import { removeCgroups } from './cgroup.ts';
 

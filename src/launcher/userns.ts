@@ -19,7 +19,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { stateDir } from '../state.ts';
+import { stateDir } from '../engine/state.ts';
 import * as sys from '../sys/index.ts';
 import { RunError } from './errors.ts';
 

@@ -4,10 +4,10 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readState } from '../../src/state.ts';
+import { readState } from '../../src/engine/state.ts';
 import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin } from '../helpers/mounts.ts';
-import { processAlive } from '../../src/mount.ts';
+import { processAlive } from '../../src/engine/mount.ts';
 import { mulberry32 } from '../helpers/random.ts';
 
 export const fsp = fs.promises;

@@ -298,7 +298,7 @@ test('lowers changed underneath a live mount: no crash, no hang, only old or new
 // it; when the directory vanished in between (a lower changed underneath), the exception
 // escaped the adapter's error mapping and ended the daemon.
 test('regression: an error while building an answer becomes an errno, it does not end the daemon', async (t) => {
-  const { makeOps } = await import('../../src/fuse/native-adapter.ts');
+  const { makeOps } = await import('../../src/fuse/fuse-native/adapter.ts');
   const { UnionFs } = await import('../../src/union/unionfs.ts');
   const dir = makeTmp(t, 'layerfs-test-lowerchange-');
   const lower = path.join(dir, 'lower');

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run, type RunResult } from './exec.ts';
 import { layerfsBin, makeTmp, mountsUnder, readMountinfo } from './mounts.ts';
-import { processAlive } from '../../src/mount.ts';
+import { processAlive } from '../../src/engine/mount.ts';
 
 /** What `podman run` needs on this machine (README, podman). */
 export const RUN_OPTS = ['--network', 'none', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768'];

@@ -6,7 +6,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readState } from '../../src/state.ts';
+import { readState } from '../../src/engine/state.ts';
 import { run } from '../helpers/exec.ts';
 import { devString } from '../helpers/snapshot.ts';
 import { mountFor, unmount } from '../helpers/mounts.ts';

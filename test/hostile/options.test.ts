@@ -8,7 +8,7 @@
 import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readState } from '../../src/state.ts';
+import { readState } from '../../src/engine/state.ts';
 import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin, makeTmp, mountsUnder, readMountinfo, unmount } from '../helpers/mounts.ts';
 import { processAlive, sleep, waitDead } from '../crash/_lib.ts';

@@ -18,7 +18,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readState } from '../../src/state.ts';
+import { readState } from '../../src/engine/state.ts';
 import { run } from '../helpers/exec.ts';
 import { isMounted, layerfsBin, unmount } from '../helpers/mounts.ts';
 import { processAlive, sleep, waitDead, which } from '../crash/_lib.ts';

@@ -13,8 +13,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readMountinfo, repoRoot } from '../helpers/mounts.ts';
 import { rootfs } from '../helpers/rootfs.ts';
-import { processAlive } from '../../src/mount.ts';
-import { stateFile } from '../../src/state.ts';
+import { processAlive } from '../../src/engine/mount.ts';
+import { stateFile } from '../../src/engine/state.ts';
 import { cmdline, daemons, fuseMountsUnder, pod, rmContainer, RUN_OPTS, waitDaemonsGone, type Pod } from '../helpers/podman.ts';
 
 test.before(() => {
