@@ -25,6 +25,7 @@ import { Header, type HeaderData } from 'tar';
 import * as sys from '../sys/index.ts';
 import { isWhiteoutStat, OCI_OPAQUE, OCI_PREFIX, WhiteoutFormat } from '../union/index.ts';
 import { ImageError } from './oci.ts';
+import { isCode } from '../union/errors.ts';
 
 export interface PackOptions {
   /** Opaque markers are `user.overlay.opaque` (the upper of a `userxattr` mount). */
@@ -85,10 +86,6 @@ function devNumbers(rdev: bigint): { devmaj: number; devmin: number } {
   const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
   const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
   return { devmaj: Number(major & 0xffff_ffffn), devmin: Number(minor & 0xffff_ffffn) };
-}
-
-function isCode(e: unknown, ...codes: string[]): boolean {
-  return codes.includes((e as NodeJS.ErrnoException)?.code ?? '');
 }
 
 /** Stream the layer tar of `upper` (an async generator of its bytes). */

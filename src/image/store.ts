@@ -34,6 +34,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../sys/index.ts';
 import { digestHex, ImageError, isDigest, sha256 } from './oci.ts';
+import { isCode } from '../union/errors.ts';
 
 export const DEFAULT_STORE = '/var/lib/layerfs';
 
@@ -84,10 +85,6 @@ export function normalizeName(s: string): string | null {
   }
   if (repo.length > 255 || !NAME_RE.test(repo) || !TAG_RE.test(tag)) return null;
   return `${repo}:${tag}`;
-}
-
-function isCode(e: unknown, ...codes: string[]): boolean {
-  return codes.includes((e as NodeJS.ErrnoException)?.code ?? '');
 }
 
 function fsyncPath(p: string): void {

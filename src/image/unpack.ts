@@ -35,6 +35,7 @@ import * as zlib from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import * as sys from '../sys/index.ts';
 import { HashTap, ImageError, layerCompression } from './oci.ts';
+import { isCode } from '../union/errors.ts';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, S_IFCHR, S_IFBLK, S_IFIFO } = fs.constants;
 
@@ -144,10 +145,6 @@ export function paxXattrs(texts: string[]): Map<string, Buffer> | null {
 
 function isOverlayPrivate(name: string): boolean {
   return name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.');
-}
-
-function isCode(e: unknown, ...codes: string[]): boolean {
-  return codes.includes((e as NodeJS.ErrnoException)?.code ?? '');
 }
 
 /** The sniffed compression of a blob file from its first bytes. */

@@ -45,7 +45,7 @@ export interface Attr {
   ctimeNs: bigint;
 }
 
-export type TimeArg = sys.Timespec | 'now' | 'omit';
+export type TimeArg = sys.TimeArg;
 
 /**
  * Stable inode numbers. When every layer lives on one filesystem, the real inode number of the
