@@ -7,7 +7,7 @@ import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { parseMountinfo, withoutIdmap } from '../mountinfo.ts';
-import { errCode } from '../union/errors.ts';
+import { errCode } from '../errcode.ts';
 import { q } from './escape.ts';
 import { ConfigError, type MountConfig, type MountRequest } from './request.ts';
 

@@ -6,7 +6,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isCode } from '../union/errors.ts';
+import { isCode } from '../errcode.ts';
 import {
   ANNOTATION_REF_NAME,
   checkConfig,

@@ -5,7 +5,7 @@
 // descriptor. Also what a prepared source hands to the import (Prepared, LayerSource).
 
 import * as fs from 'node:fs';
-import { isCode } from '../union/errors.ts'; // (errors.ts alone: ../union/index.ts would load UnionFs)
+import { isCode } from '../errcode.ts';
 import { ImageError, MT_CONFIG, MT_MANIFEST, sha256, type Descriptor, type Manifest } from './oci.ts';
 
 /** A layer to bring in: how to open its blob (a regular file), its descriptor, and expected DiffID. */

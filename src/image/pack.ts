@@ -25,7 +25,7 @@ import { Header, type HeaderData } from 'tar';
 import * as sys from '../sys/index.ts';
 import { isWhiteoutStat, OCI_OPAQUE, OCI_PREFIX, WhiteoutFormat } from '../union/index.ts';
 import { ImageError } from './oci.ts';
-import { isCode } from '../union/errors.ts';
+import { isCode } from '../errcode.ts';
 
 export interface PackOptions {
   /** Opaque markers are `user.overlay.opaque` (the upper of a `userxattr` mount). */

@@ -34,7 +34,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../sys/index.ts';
 import { digestHex, ImageError, isDigest, sha256 } from './oci.ts';
-import { isCode } from '../union/errors.ts';
+import { isCode } from '../errcode.ts';
 
 export const DEFAULT_STORE = '/var/lib/layerfs';
 

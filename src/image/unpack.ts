@@ -35,7 +35,7 @@ import * as zlib from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import * as sys from '../sys/index.ts';
 import { HashTap, ImageError, layerCompression } from './oci.ts';
-import { isCode } from '../union/errors.ts';
+import { isCode } from '../errcode.ts';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, S_IFCHR, S_IFBLK, S_IFIFO } = fs.constants;
 

@@ -30,13 +30,4 @@ export function toErrno(e: unknown): number {
   return -errnoTable.EIO;
 }
 
-export function errCode(e: unknown): string | undefined {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-/** True when e is an fs error with one of the given codes. */
-export function isCode(e: unknown, ...codes: string[]): boolean {
-  const c = errCode(e);
-  return c !== undefined && codes.includes(c);
-}
+export { errCode, isCode } from '../errcode.ts';
