@@ -96,10 +96,14 @@ export function buildFixture(dir: string): Fixture {
   const sh = (cmd: string, args: string[]): void => {
     execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   };
-  const r = rootfs();
+  // umoci insert changes the modes of the directories it reads for a moment and puts them back:
+  // two inserts of one tree at once can leave the first one's temporary modes behind. So it
+  // reads a private copy, never the shared rootfs the other tests use.
+  const base = path.join(dir, 'base');
+  sh('cp', ['-a', rootfs().base, base]);
   sh('umoci', ['init', '--layout', layout]);
   sh('umoci', ['new', '--image', `${layout}:a`]);
-  sh('umoci', ['insert', '--image', `${layout}:a`, r.base, '/']);
+  sh('umoci', ['insert', '--image', `${layout}:a`, base, '/']);
   const app = path.join(dir, 'app');
   fs.mkdirSync(path.join(app, 'etc'), { recursive: true });
   fs.mkdirSync(path.join(app, 'usr/local/bin'), { recursive: true });
