@@ -55,10 +55,7 @@
 using namespace lfuse;
 
 static napi_value init_module(napi_env env, napi_value exports) {
-  struct {
-    const char *name;
-    napi_callback fn;
-  } fns[] = {
+  static const ExportedFunction fns[] = {
       {"mount", js_mount},
       {"stop", js_stop},
       {"drain", js_drain},
@@ -87,11 +84,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
       {"recycle", js_recycle},
       {"wire", js_wire},
   };
-  for (auto &f : fns) {
-    napi_value v;
-    NAPI_CALL(env, napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.fn, nullptr, &v));
-    NAPI_CALL(env, napi_set_named_property(env, exports, f.name, v));
-  }
+  if (!export_functions(env, exports, fns)) return nullptr;
   napi_set_named_property(env, exports, "FUSE_VERSION", make_u32(env, fuse_version()));
   napi_add_env_cleanup_hook(env, env_cleanup, env);
   return exports;

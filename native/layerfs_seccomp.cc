@@ -310,15 +310,8 @@ napi_value js_resolve(napi_env env, napi_callback_info info) {
 }
 
 napi_value init(napi_env env, napi_value exports) {
-  struct {
-    const char *name;
-    napi_callback fn;
-  } fns[] = {{"load", js_load}, {"resolve", js_resolve}};
-  for (auto &f : fns) {
-    napi_value v;
-    if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.fn, nullptr, &v) != napi_ok) return nullptr;
-    if (napi_set_named_property(env, exports, f.name, v) != napi_ok) return nullptr;
-  }
+  static const ExportedFunction fns[] = {{"load", js_load}, {"resolve", js_resolve}};
+  if (!export_functions(env, exports, fns)) return nullptr;
   return exports;
 }
 

@@ -509,20 +509,13 @@ napi_value js_cgroup_device_filter(napi_env env, napi_callback_info info) {
 }
 
 napi_value init(napi_env env, napi_value exports) {
-  struct {
-    const char *name;
-    napi_callback fn;
-  } fns[] = {
+  static const ExportedFunction fns[] = {
       {"lgetxattr", js_lgetxattr},       {"llistxattr", js_llistxattr}, {"lsetxattr", js_lsetxattr},
       {"lremovexattr", js_lremovexattr}, {"renameat2", js_renameat2},   {"utimensat", js_utimensat},
       {"copyFile", js_copy_file},        {"cgroupDeviceFilter", js_cgroup_device_filter},
       {"fileattr", js_fileattr},
   };
-  for (auto &f : fns) {
-    napi_value v;
-    if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.fn, nullptr, &v) != napi_ok) return nullptr;
-    if (napi_set_named_property(env, exports, f.name, v) != napi_ok) return nullptr;
-  }
+  if (!export_functions(env, exports, fns)) return nullptr;
   return exports;
 }
 
