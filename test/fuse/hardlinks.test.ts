@@ -5,12 +5,13 @@
 // the other names. Each scenario runs on kernel overlayfs and on layerfs, same steps.
 
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { hierarchies } from '../../src/launcher/cgroup.ts';
+import { hierarchies, removeCgroups } from '../../src/launcher/cgroup.ts';
 import * as sys from '../../src/sys/index.ts';
+import { run } from '../helpers/exec.ts';
 import { makeTmp, mountFor, unmount, type MountTarget } from '../helpers/mounts.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -33,16 +34,8 @@ function pressure(t: ExecutionContext): Pressure {
   if (mem) {
     dir = path.join(mem.own, name);
     fs.mkdirSync(dir);
-    t.teardown(() => {
-      for (let i = 0; i < 50; i++) {
-        try {
-          fs.rmdirSync(dir!);
-          return;
-        } catch {
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-        }
-      }
-    });
+    const created = dir;
+    t.teardown(() => void removeCgroups([created])); // kills what the test left in it, then removes it
   }
   const v1 = mem?.version === 1;
   return {
@@ -50,20 +43,11 @@ function pressure(t: ExecutionContext): Pressure {
       const join = dir ? `echo $$ > ${dir}/cgroup.procs; ` : '';
       execFileSync('sh', ['-c', join + script, 'sh', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     },
-    spawnInside(cmd, args) {
+    async spawnInside(cmd, args) {
       const join = dir ? `echo $$ > ${dir}/cgroup.procs; ` : '';
-      const child = spawn('sh', ['-c', `${join}exec "$0" "$@"`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      t.teardown(() => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout.on('data', (b: Buffer) => out.push(b));
-      child.stderr.on('data', (b: Buffer) => err.push(b));
-      return new Promise((resolve, reject) => {
-        child.on('error', reject);
-        child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out).toString()) : reject(new Error(`${cmd} exited ${code}: ${Buffer.concat(err).toString()}`))));
-      });
+      const r = await run('sh', ['-c', `${join}exec "$0" "$@"`, cmd, ...args], { timeoutMs: 300_000 });
+      if (r.code !== 0) throw new Error(`${cmd} exited ${r.code ?? r.signal}${r.timedOut ? ' (timed out)' : ''}: ${r.stderr}`);
+      return r.stdout.toString();
     },
     reclaim() {
       // With processes in the cgroup their own memory cannot all go (no swap): the kernel says
