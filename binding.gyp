@@ -26,6 +26,13 @@
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-std=c++17", "-O2"],
       "libraries": ["-lseccomp"]
+    },
+    {
+      "target_name": "layerfs_client",
+      "type": "executable",
+      "sources": ["native/client/client.c"],
+      "cflags": ["-Wall", "-Wextra"],
+      "cflags_c": ["-std=c11", "-O2"]
     }
   ]
 }

@@ -40,6 +40,7 @@ stamp=node_modules/.layerfs-lock-stamp
 addon=build/Release/layerfs_fuse.node
 sysaddon=build/Release/layerfs_sys.node
 seccompaddon=build/Release/layerfs_seccomp.node
+client=build/Release/layerfs_client
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
@@ -51,17 +52,17 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
-# The addons alone: missing (a cleaned build/), or older than any of their sources.
+# The addons and the client alone: missing (a cleaned build/), or older than any of their sources.
 stale=0
-for src in binding.gyp native/*.cc native/*.h native/fuse/*.cc native/fuse/*.h; do
-  for out in "$addon" "$sysaddon" "$seccompaddon"; do
+for src in binding.gyp native/*.cc native/*.h native/fuse/*.cc native/fuse/*.h native/client/*.c; do
+  for out in "$addon" "$sysaddon" "$seccompaddon" "$client"; do
     if [ ! -f "$out" ] || [ "$src" -nt "$out" ]; then stale=1; fi
   done
 done
 if [ "$stale" = 1 ]; then
   if ! env "${gyp_env[@]}" npm run --silent install >"$log" 2>&1; then
     cat "$log" >&2
-    echo "setup: building the addons ($addon, $sysaddon, $seccompaddon) failed" >&2
+    echo "setup: building the addons ($addon, $sysaddon, $seccompaddon) and $client failed" >&2
     exit 1
   fi
 fi

@@ -8,6 +8,21 @@ bash scripts/clean-stale-mounts.sh
 echo "== tsc --noEmit"
 npx tsc --noEmit
 echo "== ava"
+# The suite's mounts are served by an engine of its own (started by the first mount), stopped
+# at the end whatever happens: a developer's engine is never touched.
+LAYERFS_ENGINE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/layerfs-test-engine.XXXXXX")
+export LAYERFS_ENGINE_DIR
+stop_engine() {
+  local pid
+  pid=$(cat "$LAYERFS_ENGINE_DIR/engine.lock" 2>/dev/null || true)
+  if [ -n "$pid" ] && grep -q 'engine' "/proc/$pid/cmdline" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  if [ "${rc:-1}" != 0 ] && [ -f "$LAYERFS_ENGINE_DIR/engine.log" ]; then echo "== the engine's log (last 40 lines)"; tail -40 "$LAYERFS_ENGINE_DIR/engine.log"; fi
+  rm -rf "$LAYERFS_ENGINE_DIR"
+}
+trap stop_engine EXIT
 out=$(mktemp)
 set +e
 npx ava "$@" 2>&1 | tee "$out"

@@ -7,6 +7,10 @@ export function setLogTarget(t: string | 'stderr' | null): void {
   target = t;
 }
 
+export function logTarget(): string | 'stderr' | null {
+  return target;
+}
+
 export function log(msg: string): void {
   if (!target) return;
   const line = `${new Date().toISOString()} layerfs[${process.pid}]: ${msg}\n`;

@@ -5,6 +5,7 @@
 // mount.ts (which imports only config.ts). `layerfs --help` lists the table.
 
 import { splitLowerdirs } from '../config.ts';
+import type { Route } from './main.ts';
 import { UsageError, closest, type Args, type OptionSpec } from './args.ts';
 import { mountWantsHelp } from './mount.ts';
 
@@ -27,7 +28,7 @@ export interface ParsedCommand extends Base {
   args: { min: number; max: number; error: string };
   /** Further checks of the arguments alone: the one line (after `layerfs CMD: `) of a mistake. */
   check?(a: Args): string | undefined;
-  run(a: Args): Promise<number>;
+  run(a: Args, ctx: CommandContext): Promise<number>;
 }
 
 /**
@@ -40,7 +41,7 @@ export interface RawCommand extends Base {
   usage: string | (() => Promise<string>);
   /** The layer answers --help itself when this says so; otherwise the handler does. */
   wantsHelp?(argv: readonly string[]): boolean;
-  run(argv: readonly string[]): Promise<number>;
+  run(argv: readonly string[], ctx: CommandContext): Promise<number>;
 }
 
 /** A command with subcommands (`image`). */
@@ -55,6 +56,15 @@ export interface GroupCommand extends Base {
 
 export type Command = ParsedCommand | RawCommand | GroupCommand;
 
+/**
+ * What the command layer hands every handler: its router, for the handlers that run command
+ * lines of their own (the engine runs forwarded ones). Handed, not imported: a handler's module
+ * importing the table it is part of would close an import cycle.
+ */
+export interface CommandContext {
+  route(argv: readonly string[]): Route;
+}
+
 const STORE_NOTE = 'The store is $LAYERFS_STORE (default /var/lib/layerfs).';
 
 const image = () => import('../image/cli.ts');
@@ -64,16 +74,76 @@ const image = () => import('../image/cli.ts');
 const MOUNT_USAGE = `usage: layerfs mount [-f] [-d] [--trace FILE] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTIONS] MOUNTPOINT
        layerfs [-f] [-d] -o OPTIONS MOUNTPOINT   (fuse-overlayfs' form, as podman runs it)
        layerfs SOURCE MOUNTPOINT -o OPTIONS      (mount -t fuse.layerfs and fstab; SOURCE names the mount)
-Mounts the layers as one union at MOUNTPOINT and returns once it serves (the daemon stays in the
-background). A is the top-most lower (explain and trace call it lower1). Without upperdir and
+Mounts the layers as one union at MOUNTPOINT and returns once it serves: the engine serves it
+(started when none runs; see layerfs engine --help). A is the top-most lower (explain and trace call it lower1). Without upperdir and
 workdir the mount is read-only. OPTIONS: fuse-overlayfs' and the kernel overlayfs' (ro, volatile,
 userxattr, redirect_dir=, timeout=N, passthrough=, spin=N, uidmapping=, gidmapping=,
 squash_to_uid=, xattr_permissions=, backend=, trace=FILE, the standard mount flags; see README).
   -o OPTIONS        comma-separated mount options; may be given more than once
-  -f, --foreground  serve in the foreground, logging to stderr, until unmounted
+  -f, --foreground  serve it from this process instead, in the foreground, logging to stderr,
+                    until unmounted
   -d, --debug       as -f, with libfuse's debug output
   --trace FILE      append the union's decisions to FILE as JSON lines (the same as -o trace=FILE)
 Escape ':' and ',' in layer paths as '\\:' and '\\,'.`;
+
+// ------------------------------------------------------------------------------- engine
+
+const engine = () => import('./engine.ts');
+
+const ENGINE_NOTE = `The engine's directory: $LAYERFS_ENGINE_DIR, else /run/layerfs as root, else
+$XDG_RUNTIME_DIR/layerfs; its API socket is engine.sock there (docs/engine.md).`;
+
+const engineCommands: readonly Command[] = [
+  {
+    kind: 'parsed',
+    name: 'run',
+    summary: 'run the engine in the foreground (what the systemd unit runs)',
+    usage: `usage: layerfs engine run [--log-stderr]
+Runs the engine in this process until it is stopped (layerfs engine stop, SIGTERM).
+  --log-stderr     log to stderr instead of engine.log
+${ENGINE_NOTE}`,
+    options: { 'log-stderr': { type: 'boolean' }, 'notify-fd': { type: 'string' } },
+    args: { min: 0, max: 0, error: 'takes no arguments' },
+    run: async (a, ctx) => (await engine()).engineRun(a, ctx),
+  },
+  {
+    kind: 'parsed',
+    name: 'start',
+    summary: 'start the engine in the background unless it runs',
+    usage: `usage: layerfs engine start
+Starts the engine in the background unless one runs (commands that need it start it anyway).
+${ENGINE_NOTE}`,
+    options: {},
+    args: { min: 0, max: 0, error: 'takes no arguments' },
+    run: async () => (await engine()).engineStart(),
+  },
+  {
+    kind: 'parsed',
+    name: 'stop',
+    summary: 'stop the engine, unmounting its mounts (refused while one is busy)',
+    usage: `usage: layerfs engine stop [--force]
+Stops the engine: its mounts are unmounted first. While a mount is busy (a file open in it, a
+process inside) it refuses, naming the mounts.
+  --force   stop anyway: busy mounts are detached (their users then get ENOTCONN)
+${ENGINE_NOTE}`,
+    options: { force: { type: 'boolean' } },
+    args: { min: 0, max: 0, error: 'takes no arguments' },
+    run: async (a) => (await engine()).engineStop(a),
+  },
+  {
+    kind: 'parsed',
+    name: 'status',
+    summary: "whether the engine runs: its pid, version and mounts",
+    usage: `usage: layerfs engine status [--json]
+Prints whether the engine runs, its pid and version, and the mounts it serves; exit status 3
+when no engine runs.
+  --json   the engine's answers as JSON
+${ENGINE_NOTE}`,
+    options: { json: { type: 'boolean' } },
+    args: { min: 0, max: 0, error: 'takes no arguments' },
+    run: async (a) => (await engine()).engineStatus(a),
+  },
+];
 
 // ------------------------------------------------------------------------------- image
 
@@ -149,15 +219,12 @@ export const COMMANDS: readonly Command[] = [
     aliases: ['unmount'],
     summary: 'unmount a layerfs mount (also one whose daemon died)',
     usage: `usage: layerfs umount [-l] MOUNTPOINT
-Unmounts the layerfs mount at MOUNTPOINT, also one whose daemon died (ENOTCONN), and waits for
-its daemon to exit. A busy mount is refused. ('unmount' is the same command.)
+Unmounts the layerfs mount at MOUNTPOINT, also one whose daemon died (ENOTCONN), and waits until
+the engine (or the mount -f daemon) has let it go. A busy mount is refused. ('unmount' is the same command.)
   -l, --lazy   detach it anyway; it goes away once nothing uses it`,
     options: { lazy: { type: 'boolean', short: 'l' } },
     args: { min: 1, max: 1, error: 'needs exactly one MOUNTPOINT' },
-    run: async (a) => {
-      await (await import('../engine/mount.ts')).unmount(a.positionals[0]!, { lazy: a.flag('lazy') });
-      return 0;
-    },
+    run: async (a) => (await engine()).cmdUmount(a),
   },
   {
     kind: 'parsed',
@@ -207,6 +274,16 @@ Exit status: 0; 2 bad arguments; 3 not a layerfs mount, or its daemon has no tra
 The store of OCI images that 'layerfs run IMAGE', diff and commit use.`,
     footer: `'layerfs image COMMAND --help' describes one. ${STORE_NOTE}`,
     subcommands: imageCommands,
+  },
+  {
+    kind: 'group',
+    name: 'engine',
+    summary: 'the engine: the daemon that serves mounts (run, start, stop, status)',
+    synopsis: `usage: layerfs engine COMMAND
+The engine serves every layerfs mount of its user from one process, with an HTTP+JSON API on a
+unix socket (docs/engine.md). Commands that need it start it.`,
+    footer: ENGINE_NOTE,
+    subcommands: engineCommands,
   },
   {
     kind: 'parsed',

@@ -45,6 +45,8 @@ export function route(argv: readonly string[]): Route {
   return { kind: 'command', cmd, argv: rest };
 }
 
+const CONTEXT = { route };
+
 /** Run `cmd` (named by `words`, e.g. ['image', 'ls']) with its arguments. */
 export async function runCommand(cmd: Command, words: readonly string[], argv: readonly string[]): Promise<number> {
   const printUsage = async (): Promise<number> => {
@@ -74,7 +76,7 @@ export async function runCommand(cmd: Command, words: readonly string[], argv: r
     }
     case 'raw':
       if (cmd.wantsHelp?.(argv)) return printUsage();
-      return cmd.run(argv);
+      return cmd.run(argv, CONTEXT);
     case 'parsed': {
       const p = parseCommandArgs(name, argv, cmd.options);
       if (p.help) return printUsage();
@@ -82,7 +84,7 @@ export async function runCommand(cmd: Command, words: readonly string[], argv: r
       if (n < cmd.args.min || n > cmd.args.max) throw new UsageError(`layerfs ${name}: ${cmd.args.error}`);
       const wrong = cmd.check?.(p.args);
       if (wrong !== undefined) throw new UsageError(`layerfs ${name}: ${wrong}`);
-      return cmd.run(p.args);
+      return cmd.run(p.args, CONTEXT);
     }
   }
 }

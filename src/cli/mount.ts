@@ -47,20 +47,24 @@ export function mountWantsHelp(argv: readonly string[]): boolean {
   return false;
 }
 
-/** Mount: in the background (returns 0 once the mount serves), or serve in the foreground (-f/-d). */
+/**
+ * Mount: through the engine (returns once the mount serves; the engine checks the arguments
+ * again, with this process' working directory), or serve in the foreground (-f/-d).
+ */
 export async function cmdMount(argv: readonly string[]): Promise<number> {
   const req = parseMountArgs([...argv]);
   const cfg = await validateMountConfig(req);
-  if (cfg.foreground || cfg.debug) {
+  if (!cfg.foreground && !cfg.debug) {
+    const { forward } = await import('../engine/client.ts');
+    return forward(['mount', ...argv]);
+  }
+  {
     const { setLogTarget } = await import('../log.ts');
     setLogTarget(process.env.LAYERFS_LOG || 'stderr');
     const { serve } = await import('../engine/daemon.ts');
     await serve(cfg, () => {});
     return -1; // keep serving; serve() exits the process when unmounted
   }
-  const { mountBackground } = await import('../engine/mount.ts');
-  await mountBackground(cfg);
-  return 0;
 }
 
 /** The detached daemon started by mountBackground: reports "ok" or "error: …" on fd 3. */

@@ -1,8 +1,7 @@
-// The daemon: one process serving one mount (started by ./mount.ts' mountBackground, or in the
-// foreground by `layerfs mount -f`). Its lifecycle lives here, apart from the FUSE translation
-// (src/fuse/): build the union, mount it through a backend (./backends.ts), record the state
-// file (./state.ts) and the trace service (./trace.ts), serve until the mount goes away, clean
-// up. The engine grows from here into the long-running daemon that serves many mounts.
+// Serving one mount: build the union, mount it through a backend (./backends.ts), record the
+// state file (./state.ts) and start the trace service (./trace.ts); stop it again. The engine
+// (./server.ts) serves many mounts this way in one process (./mounts.ts); `layerfs mount -f`
+// serves one in the foreground with serve() below, which owns the process.
 
 import { rmSync } from 'node:fs';
 import type { MountConfig } from '../config.ts';
@@ -20,12 +19,20 @@ import { startTraceService } from './trace.ts';
  */
 const DEFAULT_CACHE_SECONDS = 60;
 
+/** One mount being served. */
+export interface ServedMount {
+  readonly state: MountState;
+  /** Settles once the mount is gone (umount, fusermount3 -u, abort, stop()) and cleaned up. */
+  readonly ended: Promise<{ why: string; code: number }>;
+  /** Stop serving: the mount is detached (busy or not) and cleaned up; resolves once ended. Idempotent. */
+  stop(): Promise<void>;
+}
+
 /**
- * The daemon body: build the union, mount it, serve until the mount goes away (umount,
- * fusermount3 -u, or a signal), then exit. `ready` is called once the kernel has started
- * talking to us; a mount failure rejects before anything is served.
+ * Build the union and mount it; resolves once the kernel has started talking to us (a mount
+ * failure rejects before anything is served, with nothing left behind). Never exits the process.
  */
-export async function serve(cfg: MountConfig, ready: () => void): Promise<void> {
+export async function startServing(cfg: MountConfig): Promise<ServedMount> {
   const fs = new UnionFs({
     lowerdirs: cfg.lowerdirs,
     upperdir: cfg.upperdir,
@@ -87,26 +94,51 @@ export async function serve(cfg: MountConfig, ready: () => void): Promise<void> 
     log(`cannot write state file ${sf.file}: ${e}`);
   }
   log(`mounted ${cfg.mountpoint} (${cfg.backend}): lowers ${cfg.lowerdirs.join(':')}${cfg.upperdir ? ` upper ${cfg.upperdir}` : ' (read-only)'}`);
-  ready();
 
-  let leaving = false;
-  const leave = async (why: string, code: number) => {
-    if (leaving) return;
-    leaving = true;
-    log(`exiting: ${why}`);
-    try {
-      await served.stop();
-    } catch (e) {
-      log(`unmount on exit failed: ${e}`);
-    }
+  const cleanup = (): void => {
     try {
       tracer.close();
       rmSync(sf.file, { force: true }); // the socket: tracer.close()
     } catch {
       // best effort
     }
+  };
+  const ended = served.ended.then((r) => {
+    cleanup();
+    log(`${cfg.mountpoint}: ${r.why}`);
+    return r;
+  });
+  return {
+    state,
+    ended,
+    stop: async () => {
+      try {
+        await served.stop();
+      } catch (e) {
+        log(`${cfg.mountpoint}: unmount failed: ${e}`);
+        cleanup();
+        return;
+      }
+      await ended;
+    },
+  };
+}
+
+/**
+ * `layerfs mount -f`: serve one mount in this process until it goes away (umount,
+ * fusermount3 -u, or a signal), then exit. `ready` is called once the mount serves.
+ */
+export async function serve(cfg: MountConfig, ready: () => void): Promise<void> {
+  const m = await startServing(cfg);
+  ready();
+  let leaving = false;
+  const leave = async (why: string, code: number): Promise<void> => {
+    if (leaving) return;
+    leaving = true;
+    log(`exiting: ${why}`);
+    await m.stop();
     process.exit(code);
   };
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void leave(sig, 0));
-  void served.ended.then(({ why, code }) => leave(why, code));
+  void m.ended.then(({ why, code }) => leave(why, code));
 }

@@ -102,9 +102,10 @@ export function processAlive(pid: number): boolean {
 
 /**
  * Unmount a layerfs mount, including one whose daemon died ("Transport endpoint is not
- * connected"), and wait for the daemon to exit so that the upper is settled when we return.
+ * connected"), and wait for the daemon to exit (`served`: for this process' session to end) so
+ * that the upper is settled when we return.
  */
-export async function unmount(mountpoint: string, opts: { lazy?: boolean } = {}): Promise<void> {
+export async function unmount(mountpoint: string, opts: { lazy?: boolean; served?: Promise<void> } = {}): Promise<void> {
   const mnt = resolveMountpoint(mountpoint);
   const m = mountAt(mnt);
   if (!m) throw new UserError(`layerfs: '${mountpoint}' is not mounted`);
@@ -123,7 +124,10 @@ export async function unmount(mountpoint: string, opts: { lazy?: boolean } = {})
       throw new UserError(`layerfs: not allowed to unmount '${mountpoint}'${why ? ` (${why})` : ''}`);
     }
   }
-  if (st?.pid && st.pid !== process.pid) {
+  if (opts.served) {
+    // Served by this process (the engine): its session notices the unmount and cleans up.
+    await Promise.race([opts.served, new Promise((r) => setTimeout(r, 10_000))]);
+  } else if (st?.pid && st.pid !== process.pid) {
     const until = Date.now() + 10_000;
     while (processAlive(st.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { engineDir } from './paths.ts';
 
 /** What a running daemon records about its mount, so `umount` (and later tools) can find it. */
 export interface MountState {
@@ -17,21 +18,21 @@ export interface MountState {
   started: string;
 }
 
+/** The engine's directory (./paths.ts): state files sit beside its socket. */
 export function stateDir(): string {
-  if (process.getuid?.() === 0) return '/run/layerfs';
-  return `${process.env.XDG_RUNTIME_DIR || `/tmp/layerfs-${process.getuid?.() ?? 'user'}`}/layerfs`;
+  return engineDir();
 }
 
 /** The daemon's state file, and its trace socket (`layerfs trace`) beside it. */
-export function stateFile(mountpoint: string): { dir: string; file: string; socket: string } {
-  const dir = stateDir();
+export function stateFile(mountpoint: string, dir = stateDir()): { dir: string; file: string; socket: string } {
   const id = createHash('sha256').update(mountpoint).digest('hex').slice(0, 16);
   return { dir, file: `${dir}/${id}.json`, socket: `${dir}/${id}.sock` };
 }
 
-export function readState(mountpoint: string): MountState | null {
+/** The state file of the mount at `mountpoint` (of the engine of `dir`, by default this user's). */
+export function readState(mountpoint: string, dir = stateDir()): MountState | null {
   try {
-    return JSON.parse(readFileSync(stateFile(mountpoint).file, 'utf8')) as MountState;
+    return JSON.parse(readFileSync(stateFile(mountpoint, dir).file, 'utf8')) as MountState;
   } catch {
     return null;
   }

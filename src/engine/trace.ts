@@ -146,15 +146,13 @@ export async function startTraceService(
   try {
     fs.mkdirSync(path.dirname(opts.socketPath), { recursive: true, mode: 0o700 });
     fs.rmSync(opts.socketPath, { force: true });
-    const mask = process.umask(0o177); // the socket is created 0600
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(opts.socketPath, () => resolve());
-      });
-    } finally {
-      process.umask(mask);
-    }
+    // Made 0600 after the fact (no umask: the engine serves other mounts meanwhile, and a
+    // worker thread may not set it); its directory is the user's alone (0700) all along.
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.socketPath, () => resolve());
+    });
+    fs.chmodSync(opts.socketPath, 0o600);
     server.unref();
   } catch (e) {
     // Live tracing is a diagnostic: without it the mount still serves (and the file traces).

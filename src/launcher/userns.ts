@@ -171,7 +171,9 @@ export function allocateIds(req: UsernsRequest): Allocation {
   const poolUid = subidRanges('/etc/subuid', POOL_USER);
   const poolGid = subidRanges('/etc/subgid', POOL_USER);
   const fromFiles = poolUid.length > 0 && poolGid.length > 0;
-  const lockDir = stateDir();
+  // Host-wide (not the engine's directory, which tests move): every launcher of the host
+  // allocates from the same ranges.
+  const lockDir = process.getuid?.() === 0 ? '/run/layerfs' : stateDir();
   fs.mkdirSync(lockDir, { recursive: true, mode: 0o700 });
   const fd = fs.openSync(path.join(lockDir, 'userns.lock'), fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
   let held = true;

@@ -58,7 +58,9 @@ export class Resolver {
     /** How often a lower directory's index is checked against the directory (see DirIndex). */
     lowerRecheckMs = 1000,
   ) {
-    this.cache = new LRUCache({ max: cacheSize });
+    // Bounded by maxSize, not max: lru-cache preallocates arrays of `max` entries (~1.2 MB at
+    // 50,000), which an engine serving fifty idle mounts would pay fifty times.
+    this.cache = new LRUCache({ maxSize: cacheSize, sizeCalculation: () => 1 });
     this.index = new DirIndex(layers, lowerRecheckMs);
     this.rootEntry = { path: '/', layer: 0, type: 'dir', dirLayers: layers.map((l) => l.index) };
   }

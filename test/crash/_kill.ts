@@ -20,7 +20,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isMounted, mountLayerfs, unmount } from '../helpers/mounts.ts';
+import { isMounted, mountLayerfs, stopEngineIn, unmount } from '../helpers/mounts.ts';
 import { daemonPid, deadMountChecks, diffPrints, layerPrint, processAlive, rng, workEntries } from './_lib.ts';
 import { mk, type Ctx, type Kind, type KillOptions, type KillReport } from './_kill-common.ts';
 import { copyupKind } from './_kill-copyup.ts';
@@ -62,7 +62,10 @@ export async function runKill(o: KillOptions): Promise<KillReport> {
   // moves the ctime); after the last round every byte is hashed again.
   const hashCache = new Map<string, string>();
   const before = await Promise.all(c.lowers.map((l) => layerPrint(l, hashCache)));
-  const spec = { lowers: c.lowers, upper: c.upper, work: c.work, mnt: c.mnt, timeoutMs: 60_000 };
+  // The mount's own engine: each round kills it (the suite's engine serves other tests' mounts).
+  const engineDir = path.join(o.dir, 'engine');
+  mk(engineDir);
+  const spec = { lowers: c.lowers, upper: c.upper, work: c.work, mnt: c.mnt, timeoutMs: 60_000, engineDir };
   await mountLayerfs(spec);
   try {
     await kind.calibrate?.(c, r);
@@ -72,7 +75,7 @@ export async function runKill(o: KillOptions): Promise<KillReport> {
       const roundSeed = Math.floor(r() * 2 ** 32);
       const rr = rng(roundSeed);
       const problems: string[] = [];
-      const pid = daemonPid(c.mnt);
+      const pid = daemonPid(c.mnt, engineDir);
       let tt = performance.now();
       const lap = (what: string) => {
         const now = performance.now();
@@ -103,7 +106,7 @@ export async function runKill(o: KillOptions): Promise<KillReport> {
       if (o.progressEvery && report.rounds % o.progressEvery === 0) {
         o.log(`${report.rounds}/${o.rounds} kills checked (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
       }
-      if (!processAlive(daemonPid(c.mnt))) problems.push('the remounted daemon is not running');
+      if (!processAlive(daemonPid(c.mnt, engineDir))) problems.push('the remounted daemon is not running');
       if (problems.length) {
         report.problems.push(...problems.map((p) => `round ${i} (round seed ${roundSeed}, kill ${cls}): ${p}`));
         if (o.stopOnProblem !== false) break;
@@ -111,6 +114,7 @@ export async function runKill(o: KillOptions): Promise<KillReport> {
     }
   } finally {
     await unmount(c.mnt);
+    await stopEngineIn(engineDir);
   }
   for (const [k, l] of c.lowers.entries()) {
     report.problems.push(...diffPrints(before[k]!, await layerPrint(l), `after the last round, lower${k}`).slice(0, 10));

@@ -51,9 +51,9 @@ export async function waitDead(pid: number, timeoutMs = 20_000): Promise<boolean
   return true;
 }
 
-/** The daemon's pid, from the state file the daemon writes once mounted. */
-export function daemonPid(mnt: string): number {
-  const st = readState(path.resolve(mnt));
+/** The pid serving `mnt` (its engine's, or its mount -f daemon's), from the state file. */
+export function daemonPid(mnt: string, engineDir?: string): number {
+  const st = readState(path.resolve(mnt), engineDir);
   if (!st?.pid) throw new Error(`no layerfs state file (daemon pid) for ${mnt}`);
   return st.pid;
 }

@@ -6,12 +6,14 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  enginePid,
   isMounted,
   makeTmp,
   mountKernel,
   mountLayerfs,
   mountsAt,
   mountsUnder,
+  privateEngine,
   readMountinfo,
   removeTmp,
   unmount,
@@ -116,15 +118,18 @@ test('removeTmp unmounts what is still mounted below the dir before deleting it'
   t.true(fs.existsSync('/proc/self/mountinfo') && readMountinfo().length > 0);
 });
 
-/** The process serving a FUSE mount: holds /dev/fuse open and names the mount point in its argv or environment. */
-function findFuseDaemon(mnt: string): number | null {
+/**
+ * The process serving a FUSE mount: holds /dev/fuse open and names the mount point in its argv
+ * or environment, or (an engine, which serves many) its engine directory.
+ */
+function findFuseDaemon(mnt: string, engineDir?: string): number | null {
   for (const p of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
     try {
       const fds = fs.readdirSync(`/proc/${p}/fd`);
       if (!fds.some((fd) => fs.readlinkSync(`/proc/${p}/fd/${fd}`) === '/dev/fuse')) continue;
       const text = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8') + fs.readFileSync(`/proc/${p}/environ`, 'utf8');
-      if (text.includes(mnt)) return Number(p);
+      if (text.includes(mnt) || (engineDir !== undefined && text.includes(engineDir))) return Number(p);
     } catch {
       /* process gone or not ours to read */
     }
@@ -134,16 +139,18 @@ function findFuseDaemon(mnt: string): number | null {
 
 test('unmount recovers from a FUSE daemon that stopped answering', async (t) => {
   const { l1, mnt } = layout(makeTmp(t));
+  // An engine of the test's own: it is the process stopped below.
+  const engineDir = privateEngine(t);
   t.teardown(() => unmount(mnt));
   try {
-    await mountLayerfs({ lowers: [l1], mnt, timeoutMs: 60_000 });
+    await mountLayerfs({ lowers: [l1], mnt, timeoutMs: 60_000, engineDir });
   } catch (e) {
     t.log(`layerfs does not mount yet, nothing to test: ${(e as Error).message}`);
     t.pass();
     return;
   }
-  const pid = findFuseDaemon(mnt);
-  if (pid === null) {
+  const pid = enginePid(engineDir);
+  if (pid === null || findFuseDaemon(mnt, engineDir) !== pid) {
     t.fail('mounted, but found no process serving the mount');
     return;
   }

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../helpers/exec.ts';
-import { isMounted, layerfsBin, makeTmp, mountFor, mountsAt, mountsUnder, unmount } from '../helpers/mounts.ts';
+import { enginePid, isMounted, layerfsBin, makeTmp, mountFor, mountsAt, mountsUnder, privateEngine, unmount } from '../helpers/mounts.ts';
 import { readState, stateFile } from '../../src/engine/state.ts';
 import { processAlive } from '../../src/engine/mount.ts';
 import { listTree } from '../helpers/snapshot.ts';
@@ -136,24 +136,29 @@ test('refused: unknown option and a bad -o string', async (t) => {
   await expectRefused(t, d, ['mount', '-o', `lowerdir=${d.l1},redirect_dir=on`, d.mnt], /redirect_dir=on is not supported/);
 });
 
-test('mounts in the background, serves, and unmounts; the daemon then exits', async (t) => {
+test('mounts through a private engine, serves, and unmounts; the engine lets the mount go', async (t) => {
   const d = layers(t);
+  const eng = privateEngine(t);
   willUnmount(t, d.mnt);
-  const r = await layerfs(['mount', '-o', `lowerdir=${d.l1}:${d.l2},upperdir=${d.upper},workdir=${d.work}`, d.mnt]);
+  const env = { LAYERFS_ENGINE_DIR: eng };
+  const r = await layerfs(['mount', '-o', `lowerdir=${d.l1}:${d.l2},upperdir=${d.upper},workdir=${d.work}`, d.mnt], env);
   t.is(r.code, 0, r.stderr);
   t.is(r.stderr, '');
   t.true(isMounted(d.mnt));
   t.deepEqual(fs.readdirSync(d.mnt).sort(), ['bottom', 'top']);
-  const st = readState(d.mnt);
+  const st = readState(d.mnt, eng);
   t.truthy(st, 'state file written');
   const pid = st!.pid;
-  t.true(processAlive(pid), 'daemon alive');
-  const u = await layerfs(['umount', d.mnt]);
+  t.true(pid === enginePid(eng), 'the engine started on demand serves it');
+  const status = JSON.parse((await layerfs(['engine', 'status', '--json'], env)).stdout) as { mounts: { mountpoint: string }[] };
+  t.deepEqual(status.mounts.map((m) => m.mountpoint), [d.mnt]);
+  const u = await layerfs(['umount', d.mnt], env);
   t.is(u.code, 0, u.stderr);
   t.false(isMounted(d.mnt));
-  // (A zombie counts as gone: its parent is init, which may reap it a while later.)
-  t.false(processAlive(pid), 'daemon gone once umount returns');
-  t.false(fs.existsSync(stateFile(d.mnt).file), 'state file removed');
+  t.false(fs.existsSync(stateFile(d.mnt, eng).file), 'state file removed');
+  t.true(processAlive(pid), 'the engine keeps running');
+  const after = JSON.parse((await layerfs(['engine', 'status', '--json'], env)).stdout) as { mounts: unknown[] };
+  t.deepEqual(after.mounts, [], 'and no longer lists the mount');
 });
 
 test('timeout=0: the kernel caches no attributes (a change in the upper shows at once)', async (t) => {
@@ -224,20 +229,23 @@ test('a workdir left non-empty by a crash is cleaned and reused', async (t) => {
   t.is(fs.readFileSync(path.join(d.upper, 'bottom'), 'utf8'), 'bottom\nmore\n');
 });
 
-test('umount cleans up a mount whose daemon was killed (ENOTCONN)', async (t) => {
+test('umount cleans up a mount whose engine was killed (ENOTCONN)', async (t) => {
   const d = layers(t);
-  await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt });
-  const pid = readState(d.mnt)!.pid;
+  const eng = privateEngine(t);
+  await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt, engineDir: eng });
+  const pid = readState(d.mnt, eng)!.pid;
+  t.true(pid === enginePid(eng), 'its engine serves it');
   process.kill(pid, 'SIGKILL');
   for (let i = 0; i < 100 && processAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
   const err = t.throws(() => fs.readdirSync(d.mnt)) as NodeJS.ErrnoException;
   t.is(err.code, 'ENOTCONN');
-  const u = await layerfs(['umount', d.mnt]);
+  const u = await layerfs(['umount', d.mnt], { LAYERFS_ENGINE_DIR: eng });
   t.is(u.code, 0, u.stderr);
   t.false(isMounted(d.mnt));
-  // And the same place mounts again.
-  await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt });
+  // And the same place mounts again (a fresh engine starts).
+  await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt, engineDir: eng });
   t.deepEqual(fs.readdirSync(d.mnt), ['top']);
+  t.not(enginePid(eng), pid);
 });
 
 test('umount of something that is not mounted: one line, non-zero', async (t) => {
@@ -248,17 +256,21 @@ test('umount of something that is not mounted: one line, non-zero', async (t) =>
 });
 
 for (const cmd of [['fusermount3', '-u'], ['umount']]) {
-  test(`the daemon exits by itself after ${cmd.join(' ')}, and removes its state file`, async (t) => {
+  test(`the engine notices ${cmd.join(' ')} and lets the mount go`, async (t) => {
     const d = layers(t);
-    await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt });
-    const pid = readState(d.mnt)!.pid;
+    const eng = privateEngine(t);
+    await mountFor(t, 'layerfs', { lowers: [d.l1], upper: d.upper, work: d.work, mnt: d.mnt, engineDir: eng });
+    const pid = readState(d.mnt, eng)!.pid;
     const r = await run(cmd[0]!, [...cmd.slice(1), d.mnt]);
     t.is(r.code, 0, r.stderr);
     t.false(isMounted(d.mnt));
-    // Bounded wait (not a timing check): the daemon learns of the unmount from the kernel.
-    for (let i = 0; i < 500 && processAlive(pid); i++) await new Promise((res) => setTimeout(res, 20));
-    t.false(processAlive(pid), 'daemon exited');
-    t.false(fs.existsSync(stateFile(d.mnt).file), 'state file removed');
+    // Bounded wait (not a timing check): the engine learns of the unmount from the kernel.
+    const file = stateFile(d.mnt, eng).file;
+    for (let i = 0; i < 500 && fs.existsSync(file); i++) await new Promise((res) => setTimeout(res, 20));
+    t.false(fs.existsSync(file), 'state file removed');
+    t.true(processAlive(pid), 'the engine keeps running');
+    const st = await layerfs(['engine', 'status', '--json'], { LAYERFS_ENGINE_DIR: eng });
+    t.deepEqual((JSON.parse(st.stdout) as { mounts: unknown[] }).mounts, []);
   });
 }
 

@@ -42,6 +42,56 @@ export interface MountSpec {
   options?: readonly string[] | string;
   /** How long the mount command may take. Default 30 s. */
   timeoutMs?: number;
+  /**
+   * The engine that serves it (LAYERFS_ENGINE_DIR; see privateEngine): a test that kills the
+   * server of its mount kills that engine, never the one the other tests' mounts share.
+   */
+  engineDir?: string;
+}
+
+// ---------------------------------------------------------------------------
+// engines
+
+/** The pid of the engine of `dir` (from its lock file), or null when none runs there. */
+export function enginePid(dir: string): number | null {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dir, 'engine.lock'), 'utf8').trim());
+    if (!pid || !fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('engine')) return null;
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
+/** Stop the engine of `dir` if one runs (SIGTERM: it detaches its mounts), waiting for it. */
+export async function stopEngineIn(dir: string): Promise<void> {
+  const pid = enginePid(dir);
+  if (pid === null) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 300; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    if (/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.kill(pid, 'SIGKILL');
+}
+
+/**
+ * An engine directory of the test's own (MountSpec.engineDir): its engine starts with the first
+ * mount made there and is stopped in teardown (registered before makeTmp's removal).
+ */
+export function privateEngine(t: TeardownContext): string {
+  const dir = makeTmp(t, 'layerfs-test-engine-');
+  t.teardown(() => stopEngineIn(dir));
+  return dir;
 }
 
 // ---------------------------------------------------------------------------
@@ -207,7 +257,8 @@ export async function mountLayerfs(spec: MountSpec): Promise<void> {
   // LAYERFS_BACKEND=fuse-native runs the tests on the older binding (test/diff/known.ts).
   if (process.env.LAYERFS_BACKEND) opts += `,backend=${process.env.LAYERFS_BACKEND}`;
   const mnt = path.resolve(spec.mnt);
-  const r = await run(layerfsBin, ['mount', '-o', opts, mnt], { timeoutMs, viaFiles: true });
+  const env = spec.engineDir ? { LAYERFS_ENGINE_DIR: spec.engineDir } : undefined;
+  const r = await run(layerfsBin, ['mount', '-o', opts, mnt], { timeoutMs, viaFiles: true, env });
   if (r.code !== 0) throw failure(`layerfs mount -o ${opts} ${mnt}`, r, timeoutMs);
   // The command is specified to return only once the mount is ready; allow a
   // short grace period anyway before calling it a failure.

@@ -14,8 +14,10 @@ export const RUN_OPTS = ['--network', 'none', '--ulimit', 'nofile=20000:20000', 
 
 export interface Pod {
   dir: string;
-  /** The daemons' log. */
+  /** The log of the pod's own engine (LAYERFS_ENGINE_DIR is private to the pod). */
   log: string;
+  /** The pod's engine directory. */
+  engineDir: string;
   podman(args: string[], timeoutMs?: number): Promise<RunResult & { out: string }>;
   /** podman that must succeed; returns its stdout. */
   ok(args: string[], timeoutMs?: number): Promise<string>;
@@ -89,12 +91,15 @@ export function pod(t: ExecutionContext, opts: PodOptions = {}): Pod {
     '',
   ].join('\n'));
   fs.writeFileSync(path.join(dir, 'registries.conf'), 'unqualified-search-registries = []\n');
-  const log = path.join(dir, 'layerfs.log');
+  // podman runs the mount program with its own environment: the pod's mounts are served by an
+  // engine of the pod's (started by the first mount, stopped in teardown).
+  const engineDir = path.join(dir, 'engine');
+  const log = path.join(engineDir, 'engine.log');
   const env = {
     CONTAINERS_CONF: conf,
     CONTAINERS_STORAGE_CONF: path.join(dir, 'storage.conf'),
     CONTAINERS_REGISTRIES_CONF: path.join(dir, 'registries.conf'),
-    LAYERFS_LOG: log,
+    LAYERFS_ENGINE_DIR: engineDir,
     TMPDIR: path.join(dir, 'tmp'),
   };
   const storage = driver === 'vfs'
@@ -114,6 +119,7 @@ export function pod(t: ExecutionContext, opts: PodOptions = {}): Pod {
   const p: Pod = {
     dir,
     log,
+    engineDir,
     podman,
     async ok(args, timeoutMs) {
       const r = await podman(args, timeoutMs);
@@ -127,9 +133,7 @@ export function pod(t: ExecutionContext, opts: PodOptions = {}): Pod {
       const r = await podman(['rm', '-af', '-t', '0'], 60_000);
       if (r.code === 0) break;
     }
-    for (const d of daemons(p)) {
-      if (processAlive(d.pid) && cmdline(d.pid).includes('__serve')) process.kill(d.pid, 'SIGTERM');
-    }
+    await stopEngine(engineDir);
   });
   return p;
 }
@@ -142,15 +146,18 @@ export function cmdline(pid: number): string {
   }
 }
 
+/** A mount the pod's engine served, from its log. */
 export interface Daemon {
+  /** The engine's pid. */
   pid: number;
   mountpoint: string;
   /** The `mounted …` log line. */
   line: string;
+  /** The engine logged its end (`MNT: unmounted`). */
   exited: boolean;
 }
 
-/** Every daemon podman started, from the log: `layerfs[PID]: mounted MNT (…)` / `exiting: …`. */
+/** Every mount podman had the engine make, from its log: `layerfs[PID]: mounted MNT (…)` / `MNT: unmounted`. */
 export function daemons(p: Pod): Daemon[] {
   let text = '';
   try {
@@ -158,15 +165,37 @@ export function daemons(p: Pod): Daemon[] {
   } catch {
     return [];
   }
-  const out = new Map<number, Daemon>();
+  const all: Daemon[] = [];
+  const open = new Map<string, Daemon>();
   for (const line of text.split('\n')) {
-    const m = /layerfs\[(\d+)\]: (mounted (\S+) |exiting: )/.exec(line);
+    const m = /layerfs\[(\d+)\]: (?:mounted (\S+) |(\S+): (?:unmounted|the FUSE session failed))/.exec(line);
     if (!m) continue;
-    const pid = Number(m[1]);
-    if (m[3]) out.set(pid, { pid, mountpoint: m[3], line, exited: false });
-    else if (out.has(pid)) out.get(pid)!.exited = true;
+    if (m[2]) {
+      const d = { pid: Number(m[1]), mountpoint: m[2], line, exited: false };
+      all.push(d);
+      open.set(m[2], d);
+    } else {
+      const d = open.get(m[3]!);
+      if (d) d.exited = true;
+      open.delete(m[3]!);
+    }
   }
-  return [...out.values()];
+  return all;
+}
+
+/** The engine of `engineDir` (its pid is in engine.lock), stopped: unmounting what it serves. */
+export async function stopEngine(engineDir: string): Promise<void> {
+  let pid = 0;
+  try {
+    pid = Number(fs.readFileSync(path.join(engineDir, 'engine.lock'), 'utf8').trim());
+  } catch {
+    return;
+  }
+  if (!pid || !processAlive(pid) || !cmdline(pid).includes('engine run')) return;
+  process.kill(pid, 'SIGTERM');
+  const until = Date.now() + 15_000;
+  while (processAlive(pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  if (processAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 /**
@@ -191,7 +220,7 @@ export async function rmContainer(p: Pod, name: string): Promise<void> {
 export async function waitDaemonsGone(p: Pod, ms = 15_000): Promise<Daemon[]> {
   const until = Date.now() + ms;
   for (;;) {
-    const alive = daemons(p).filter((d) => processAlive(d.pid));
+    const alive = daemons(p).filter((d) => !d.exited);
     if (alive.length === 0 || Date.now() > until) return alive;
     await new Promise((r) => setTimeout(r, 100));
   }

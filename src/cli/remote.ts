@@ -1,0 +1,51 @@
+// The commands the engine runs for a client that forwarded its command line (POST /v1/cli):
+// the mount forms and umount, the ones on podman's and mount(8)'s hot path. Everything else
+// answers {fallback: true}: the client then runs the command itself (native/client/client.c
+// execs the Node CLI). Paths are resolved against the client's working directory, and output
+// and exit status are what the same command prints and returns when run directly.
+
+import * as path from 'node:path';
+import { ConfigError, parseMountArgs, validateMountConfig } from '../config.ts';
+import type { EngineApi } from '../engine/server.ts';
+import { UserError, resolveMountpoint } from '../engine/mount.ts';
+import { UsageError, parseCommandArgs } from './args.ts';
+import type { Route } from './main.ts';
+import { mountWantsHelp } from './mount.ts';
+
+type Answer = { fallback: true } | { status: number; stdout: string; stderr: string };
+
+const FALLBACK: Answer = { fallback: true };
+
+/** `route`: the command layer's router (src/cli/main.ts), handed over by `engine run`. */
+export async function runForwarded(argv: string[], cwd: string, engine: EngineApi, route: (argv: readonly string[]) => Route): Promise<Answer> {
+  let r;
+  try {
+    r = route(argv);
+  } catch {
+    return FALLBACK;
+  }
+  if (r.kind !== 'command') return FALLBACK;
+  try {
+    if (r.cmd.name === 'mount') {
+      if (mountWantsHelp(r.argv)) return FALLBACK;
+      const req = parseMountArgs([...r.argv]);
+      if (req.foreground || req.debug) return FALLBACK; // served by the CLI's own process
+      const cfg = await validateMountConfig(req, { cwd });
+      await engine.mount(cfg);
+      return { status: 0, stdout: '', stderr: '' };
+    }
+    if (r.cmd.name === 'umount' && r.cmd.kind === 'parsed') {
+      const p = parseCommandArgs('umount', r.argv, r.cmd.options);
+      if (p.help) return FALLBACK;
+      const pos = p.args.positionals;
+      if (pos.length !== 1) throw new UsageError(`layerfs umount: ${r.cmd.args.error}`);
+      await engine.unmount(resolveMountpoint(path.resolve(cwd, pos[0]!)), p.args.flag('lazy'));
+      return { status: 0, stdout: '', stderr: '' };
+    }
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ConfigError) return { status: 2, stdout: '', stderr: e.message + '\n' };
+    if (e instanceof UserError) return { status: e.status, stdout: '', stderr: e.message + '\n' };
+    return { status: 1, stdout: '', stderr: `layerfs: ${(e as Error).message ?? String(e)}\n` };
+  }
+  return FALLBACK;
+}

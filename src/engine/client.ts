@@ -1,0 +1,125 @@
+// The engine's client side for the Node CLI: requests over the engine's socket, and starting
+// the engine on demand. (The hot path, `layerfs mount`/`umount` as podman and mount(8) run
+// them, goes through native/client/client.c instead, which never starts Node when the engine
+// runs.)
+
+import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { CLI_START } from '../root.ts';
+import { UserError } from './mount.ts';
+import { enginePaths } from './paths.ts';
+
+const START_TIMEOUT_MS = 30_000;
+
+export interface Answer {
+  http: number;
+  body: Record<string, unknown> | null;
+}
+
+/** One request to the engine; rejects with the socket's error (ENOENT, ECONNREFUSED, EACCES). */
+export function call(method: string, path: string, body?: unknown, socket = enginePaths().socket): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = httpRequest(
+      {
+        socketPath: socket,
+        method,
+        path,
+        headers: payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: Record<string, unknown> | null = null;
+          try {
+            parsed = text.trim() ? (JSON.parse(text) as Record<string, unknown>) : null;
+          } catch {
+            parsed = { message: `layerfs: the engine answered HTTP ${res.statusCode} with something that is not JSON` };
+          }
+          resolve({ http: res.statusCode ?? 0, body: parsed });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+const code = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)?.code;
+
+function permissionError(socket: string): UserError {
+  let owner = '';
+  try {
+    owner = ` (it belongs to uid ${statSync(socket).uid})`;
+  } catch {
+    /* unknown */
+  }
+  return new UserError(`layerfs: no permission to talk to the engine at ${socket}${owner}; an engine of your own runs when LAYERFS_ENGINE_DIR names a directory of yours`);
+}
+
+/** Whether an engine answers (false: none runs); throws when it exists but we may not talk to it. */
+export async function engineRunning(socket = enginePaths().socket): Promise<boolean> {
+  try {
+    await call('GET', '/v1/version', undefined, socket);
+    return true;
+  } catch (e) {
+    if (code(e) === 'ENOENT' || code(e) === 'ECONNREFUSED') return false;
+    if (code(e) === 'EACCES') throw permissionError(socket);
+    throw e;
+  }
+}
+
+/** Start the engine in the background unless one answers; resolves once it serves. */
+export async function ensureEngine(): Promise<void> {
+  const p = enginePaths();
+  if (await engineRunning(p.socket)) return;
+  const [node, ...args] = CLI_START;
+  const child = spawn(node!, [...ENGINE_NODE_FLAGS, ...args, 'engine', 'run', '--notify-fd', '3'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    cwd: '/',
+    env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' },
+  });
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  const reply = await new Promise<string>((resolve) => {
+    let buf = '';
+    const timer = setTimeout(() => resolve('error: the engine did not start within 30 s'), START_TIMEOUT_MS);
+    pipe.on('data', (d: Buffer) => (buf += d.toString()));
+    pipe.on('end', () => {
+      clearTimeout(timer);
+      resolve(buf.trim());
+    });
+    pipe.on('error', () => undefined);
+  });
+  child.unref();
+  (pipe as unknown as { destroy(): void }).destroy();
+  if (reply === 'ok') return;
+  // Another command started one at the same time: that one serves.
+  if (/already runs/.test(reply) && (await engineRunning(p.socket))) return;
+  throw new UserError(`layerfs: cannot start the engine: ${reply.replace(/^error: /, '').replace(/^layerfs engine: /, '') || `see ${p.log}`}`);
+}
+
+/**
+ * Node flags of the engine: a small young generation (the engine's garbage is per request;
+ * 16 MiB semi-spaces per process would be most of an idle engine's memory).
+ */
+export const ENGINE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
+/** Forward a command line to the engine (starting it when needed) and print its answer. */
+export async function forward(argv: readonly string[]): Promise<number> {
+  await ensureEngine();
+  const a = await call('POST', '/v1/cli', { argv, cwd: process.cwd() });
+  const b = a.body ?? {};
+  if (a.http >= 200 && a.http < 300) {
+    if (b.fallback === true) throw new UserError('layerfs: the engine is stopping; try again');
+    if (typeof b.stdout === 'string') process.stdout.write(b.stdout);
+    if (typeof b.stderr === 'string') process.stderr.write(b.stderr);
+    return typeof b.status === 'number' ? b.status : 0;
+  }
+  process.stderr.write(`${typeof b.message === 'string' ? b.message : `layerfs: the engine answered HTTP ${a.http}`}\n`);
+  return typeof b.status === 'number' ? b.status : 1;
+}
