@@ -11,13 +11,15 @@ import {
   DEVICE_FILTER_MAX_RULES,
   type DevRule,
 } from '../sys/index.ts';
-import { deviceRuleLine as describe, type DeviceRule } from './security.ts';
+import { deviceAccess, deviceRuleLine as describe, type DeviceRule } from './security.ts';
 
-const ACCESS: Readonly<Record<DeviceRule['access'], number>> = {
-  rwm: BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE | BPF_DEVCG_ACC_MKNOD,
-  rw: BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE,
-  m: BPF_DEVCG_ACC_MKNOD,
-};
+const BITS: Readonly<Record<string, number>> = { r: BPF_DEVCG_ACC_READ, w: BPF_DEVCG_ACC_WRITE, m: BPF_DEVCG_ACC_MKNOD };
+
+/** "rwm", "rw", "r", "wm"... (security.ts's DeviceAccess) → BPF_DEVCG_ACC_* bits; undefined if not one. */
+function accessBits(access: string): number | undefined {
+  if (typeof access !== 'string' || deviceAccess(access) !== access) return undefined;
+  return [...access].reduce((bits, c) => bits | BITS[c], 0);
+}
 
 /** A device number part: null (any) → -1. */
 function part(r: DeviceRule, which: 'major' | 'minor'): number {
@@ -36,8 +38,8 @@ export function toDevRules(rules: readonly DeviceRule[]): DevRule[] {
   }
   return rules.map((r) => {
     if (r.type !== 'c' && r.type !== 'b') throw new RangeError(`device rule "${describe(r)}": type must be 'c' or 'b'`);
-    const access = Object.hasOwn(ACCESS, r.access) ? ACCESS[r.access] : undefined;
-    if (access === undefined) throw new RangeError(`device rule "${describe(r)}": access must be 'rwm', 'rw' or 'm'`);
+    const access = accessBits(r.access);
+    if (access === undefined) throw new RangeError(`device rule "${describe(r)}": access must be a subset of 'rwm', in that order ('rwm', 'rw', 'r', 'm'...)`);
     return { type: r.type, major: part(r, 'major'), minor: part(r, 'minor'), access };
   });
 }

@@ -4,13 +4,15 @@
 //   layerfs run [OPTIONS] IMAGE [--] [CMD [ARGS...]]     (an image of the store, src/image/)
 //
 // Every bad input becomes a RunError (one line, exit status 125, as docker's launcher errors)
-// before anything is created or mounted.
+// before anything is created or mounted. The only files read here are --env-file's (docker's
+// CLI reads them while parsing too).
 
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { splitLowerdirs } from '../config.ts';
+import { readEnvFile } from './envfile.ts';
 import { RunError } from './errors.ts';
-import { capName } from './security.ts';
+import { capName, deviceAccess, type DeviceAccess } from './security.ts';
 import { parseIdRange, type IdRange, type UsernsRequest } from './userns.ts';
 
 export { RunError };
@@ -24,6 +26,47 @@ export interface Volume {
 }
 
 export type NetMode = 'none' | 'host';
+
+/**
+ * -u/--user: a user by number or by name, with an optional group by number or by name (docker's
+ * NAME[:GROUP] / UID[:GID], any mix). Names are looked up in the container's own /etc/passwd and
+ * /etc/group once its root is mounted (image.ts resolveUser). Exactly one of uid/name is set.
+ */
+export interface UserSpec {
+  uid?: number;
+  name?: string;
+  gid?: number;
+  group?: string;
+}
+
+/** --tmpfs PATH[:OPTIONS]. Docker's defaults: rw,noexec,nosuid,nodev, no size limit. */
+export interface TmpfsMount {
+  /** Absolute, normalized container path (not '/'). */
+  target: string;
+  readonly: boolean;
+  noexec: boolean;
+  nosuid: boolean;
+  nodev: boolean;
+  /** tmpfs's own options, in the order given, a later one of a kind replacing an earlier: size=, mode=, uid=, gid=. */
+  data: string[];
+}
+
+/** --device HOST[:CONTAINER[:PERMS]]. */
+export interface DeviceMapping {
+  /** Host path as given (absolute; a character or block device, checked by run.ts). */
+  host: string;
+  /** Container path, below /dev (default: the host path). */
+  target: string;
+  /** What the device cgroup allows on it (default rwm). */
+  access: DeviceAccess;
+}
+
+/** --restart: what the engine is to do when CMD exits. */
+export interface RestartPolicy {
+  policy: 'no' | 'on-failure';
+  /** on-failure:N: give up after N restarts; 0 is no limit (docker's MaximumRetryCount). */
+  maxRetries: number;
+}
 
 export interface RunOptions {
   lowers: string[];
@@ -39,9 +82,34 @@ export interface RunOptions {
   /** An existing directory or mount (e.g. a layerfs mount) used as the root as it is. */
   rootfs?: string;
   keep: boolean;
+  /** The environment given: each --env-file's entries (files in order), then each -e; later wins. */
   env: string[];
+  /** The --env-file files, in order (already read into env). */
+  envFiles: string[];
   workdir?: string;
-  user?: { uid: number; gid?: number };
+  /** -u/--user (an image's User goes to imageUser). */
+  user?: UserSpec;
+  /**
+   * --entrypoint: replaces the image's Entrypoint (and its Cmd is then not used, as docker);
+   * '' clears it. Without an image it is the program and the command its arguments: parseRunArgs
+   * has put it in `command` already; with an image applyImage does.
+   */
+  entrypoint?: string;
+  /** --tmpfs, in the order given. */
+  tmpfs: TmpfsMount[];
+  /** --device, in the order given. */
+  devices: DeviceMapping[];
+  /** -d/--detach: run in the background under the engine (parsed; `run` itself refuses it for now). */
+  detach: boolean;
+  /** --name: the container's name (docker's rule: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128). */
+  name?: string;
+  /** --restart (parsed; only `no` runs without the engine). */
+  restart?: RestartPolicy;
+  /**
+   * --rm: remove the container when it exits. Without the engine a run never outlives its CMD and
+   * everything is removed anyway (the throw-away upper unless --keep, which --rm excludes).
+   */
+  rm: boolean;
   hostname?: string;
   readOnly: boolean;
   volumes: Volume[];
@@ -72,16 +140,25 @@ export interface RunOptions {
 
 export const USAGE = `usage: layerfs run [OPTIONS] --lower A:B:C [--upper U --work W] -- CMD [ARGS...]
        layerfs run [OPTIONS] IMAGE [--] [CMD [ARGS...]]   (an image of 'layerfs image ls': its layers,
-         Entrypoint/Cmd, Env, WorkingDir and User; CMD replaces Cmd, -e adds, -w/-u override)
+         Entrypoint/Cmd, Env, WorkingDir and User; CMD replaces Cmd, --entrypoint Entrypoint and Cmd,
+         --env-file and -e add to Env, -w/-u override)
   --lower A:B:C          layers, top-most first        --rootfs DIR      use DIR (e.g. a mount) as the root
   --upper U --work W     keep changes in U             --keep            keep the throw-away upper (path printed)
   -e, --env KEY[=VAL]    set a variable                -w, --workdir DIR  working directory inside
-  -u, --user UID[:GID]   run as UID (and GID)          --hostname NAME   host name inside
-  --read-only            root mounted read-only        -v, --volume HOST:CTR[:ro|rw]  bind mount
+  --env-file FILE        KEY=VAL lines (# comments; a bare KEY takes ours), read before the -e options
+  -u, --user USER[:GROUP]  a name or UID, a group name or GID (the container's /etc/passwd, /etc/group)
+  --entrypoint CMD       the program to run: replaces the image's Entrypoint and Cmd ('' clears them)
+  --hostname NAME        host name inside              --read-only       root mounted read-only
+  -v, --volume HOST:CTR[:ro|rw]  bind mount
+  --tmpfs PATH[:OPTS]    a tmpfs at PATH (rw,noexec,nosuid,nodev; OPTS: ro exec suid dev size= mode= uid= gid=)
+  --device HOST[:CTR[:PERMS]]  the host's device node at CTR (below /dev), opened with PERMS (rwm)
   --memory BYTES[k|m|g]  memory limit (OOM-kill)       --pids-limit N    process limit
   --cpus F               CPU limit                     --net none|host   network (none: only lo)
   -i, -t, -it            stdin open, TTY               --stop-timeout S  SIGTERM..SIGKILL grace (10)
-  --cleanup              reap what killed launchers left
+  --rm                   remove the container when it exits (what run always does)
+  --name NAME            the container's name          --cleanup         reap what killed launchers left
+  -d, --detach           run in the background         --restart no|on-failure[:N]  restart CMD when it fails
+                         (-d and --restart need the engine: this version of run refuses them)
 security (docs/containers.md: what a container can and cannot do):
   --cap-add CAP, --cap-drop CAP   change podman's default capability set (NET_ADMIN or CAP_NET_ADMIN, ALL)
   --privileged           every capability, no seccomp filter, no masked /proc paths, any device
@@ -101,6 +178,12 @@ const VALUE_OPTS = new Map<string, string>([
   ['--workdir', 'workdir'],
   ['-u', 'user'],
   ['--user', 'user'],
+  ['--env-file', 'envfile'],
+  ['--entrypoint', 'entrypoint'],
+  ['--tmpfs', 'tmpfs'],
+  ['--device', 'device'],
+  ['--name', 'name'],
+  ['--restart', 'restart'],
   ['--hostname', 'hostname'],
   ['-h', 'hostname'],
   ['-v', 'volume'],
@@ -131,6 +214,9 @@ const FLAG_OPTS = new Map<string, string>([
   ['--tty', 'tty'],
   ['--cleanup', 'cleanup'],
   ['--help', 'help'],
+  ['-d', 'detach'],
+  ['--detach', 'detach'],
+  ['--rm', 'rm'],
 ]);
 
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -167,13 +253,129 @@ export function parseVolume(spec: string): Volume {
   return { host: parts[0], target, readonly };
 }
 
-function parseUser(s: string): { uid: number; gid?: number } {
-  const m = /^([0-9]+)(?::([0-9]+))?$/.exec(s);
-  const ok = (v: number): boolean => Number.isSafeInteger(v) && v >= 0 && v < 0xffff_ffff;
-  if (!m || !ok(Number(m[1])) || (m[2] !== undefined && !ok(Number(m[2])))) {
-    throw new RunError(`bad user '${s}': expected numeric UID[:GID]`);
+const ID_MAX = 0xffff_fffe; // (uid_t)-1 is "no change" to the kernel
+
+/** A user or group name as passwd/group files hold them (no ':', no blanks), not all digits. */
+const NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,255}\$?$/;
+
+/** -u NAME|UID[:GROUP|GID] (docker's forms). */
+export function parseUser(s: string): UserSpec {
+  const bad = (): RunError => new RunError(`bad user '${s}': expected NAME or UID, optionally with :GROUP or :GID`);
+  const m = /^([^:]+)(?::([^:]+))?$/.exec(s);
+  if (!m) throw bad();
+  const out: UserSpec = {};
+  const part = (v: string, id: 'uid' | 'gid', name: 'name' | 'group'): void => {
+    if (/^[0-9]+$/.test(v)) {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n > ID_MAX) throw bad();
+      out[id] = n;
+    } else if (NAME.test(v)) out[name] = v;
+    else throw bad();
+  };
+  part(m[1], 'uid', 'name');
+  if (m[2] !== undefined) part(m[2], 'gid', 'group');
+  return out;
+}
+
+/** The -u value back as text (for messages). */
+export function userText(u: UserSpec): string {
+  const g = u.gid ?? u.group;
+  return `${u.uid ?? u.name}${g === undefined ? '' : `:${g}`}`;
+}
+
+/** --tmpfs PATH[:OPTIONS] (docker's option names; the defaults rw,noexec,nosuid,nodev). */
+export function parseTmpfs(spec: string): TmpfsMount {
+  const colon = spec.indexOf(':');
+  const where = colon < 0 ? spec : spec.slice(0, colon);
+  const opts = colon < 0 ? '' : spec.slice(colon + 1);
+  if (where === '') throw new RunError(`bad --tmpfs '${spec}': expected PATH[:OPTIONS]`);
+  const target = containerPath(where, `--tmpfs path in '${spec}'`);
+  if (target === '/') throw new RunError(`bad --tmpfs '${spec}': cannot mount over the container's root`);
+  const t: TmpfsMount = { target, readonly: false, noexec: true, nosuid: true, nodev: true, data: [] };
+  const data = new Map<string, string>();
+  const flags: Record<string, () => void> = {
+    rw: () => (t.readonly = false),
+    ro: () => (t.readonly = true),
+    noexec: () => (t.noexec = true),
+    exec: () => (t.noexec = false),
+    nosuid: () => (t.nosuid = true),
+    suid: () => (t.nosuid = false),
+    nodev: () => (t.nodev = true),
+    dev: () => (t.nodev = false),
+  };
+  const values: Record<string, RegExp> = {
+    size: /^[0-9]{1,19}[kmgKMG%]?$/,
+    mode: /^[0-7]{1,4}$/,
+    uid: /^[0-9]{1,10}$/,
+    gid: /^[0-9]{1,10}$/,
+  };
+  for (const o of opts === '' ? [] : opts.split(',')) {
+    const eq = o.indexOf('=');
+    const key = eq < 0 ? o : o.slice(0, eq);
+    if (eq < 0 && Object.hasOwn(flags, key)) {
+      flags[key]();
+      continue;
+    }
+    if (eq > 0 && Object.hasOwn(values, key)) {
+      const v = o.slice(eq + 1);
+      if (!values[key].test(v) || ((key === 'uid' || key === 'gid') && Number(v) > ID_MAX)) {
+        throw new RunError(`bad --tmpfs '${spec}': ${key}=${v} is not a valid ${key === 'size' ? 'size (bytes, or with k, m, g or %)' : key === 'mode' ? 'octal mode' : `${key} (a number)`}`);
+      }
+      data.set(key, `${key}=${v}`);
+      continue;
+    }
+    throw new RunError(`bad --tmpfs '${spec}': unsupported option '${o}' (supported: rw, ro, exec, noexec, suid, nosuid, dev, nodev, size=, mode=, uid=, gid=)`);
   }
-  return { uid: Number(m[1]), gid: m[2] === undefined ? undefined : Number(m[2]) };
+  t.data = [...data.values()];
+  return t;
+}
+
+/** The container's own /dev entries, which a --device may not replace. */
+const DEV_OWN = new Set(['/dev', '/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty', '/dev/ptmx', '/dev/stdin', '/dev/stdout', '/dev/stderr']);
+const DEV_OWN_DIRS = ['/dev/pts', '/dev/shm', '/dev/mqueue', '/dev/fd'];
+
+/**
+ * --device HOST[:CONTAINER[:PERMS]], split as docker's CLI does: a second field that is a valid
+ * PERMS is the permissions (the container path is then the host's).
+ */
+export function parseDevice(spec: string): DeviceMapping {
+  const parts = spec.split(':');
+  if (parts.length > 3 || parts.some((p) => p === '')) throw new RunError(`bad --device '${spec}': expected HOST[:CONTAINER[:PERMS]]`);
+  let target: string | undefined;
+  let perms = 'rwm';
+  if (parts.length === 3) perms = parts[2];
+  if (parts.length >= 2) {
+    if (parts.length === 2 && deviceAccess(parts[1]) !== null) perms = parts[1];
+    else target = parts[1];
+  }
+  const access = deviceAccess(perms);
+  if (access === null) throw new RunError(`bad --device '${spec}': permissions '${perms}' must be a combination of r, w and m`);
+  if (!parts[0].startsWith('/')) throw new RunError(`bad --device '${spec}': the host path must be absolute`);
+  const where = containerPath(target ?? parts[0], `--device path in '${spec}'`);
+  if (!where.startsWith('/dev/')) throw new RunError(`bad --device '${spec}': the container path '${where}' must be below /dev`);
+  if (DEV_OWN.has(where) || DEV_OWN_DIRS.some((d) => where === d || where.startsWith(d + '/'))) {
+    throw new RunError(`bad --device '${spec}': '${where}' is one of the container's own /dev entries`);
+  }
+  return { host: parts[0], target: where, access };
+}
+
+/** --restart no|on-failure[:N]|always|unless-stopped (docker's spellings and checks). */
+export function parseRestart(v: string): RestartPolicy {
+  const colon = v.indexOf(':');
+  const name = colon < 0 ? v : v.slice(0, colon);
+  const count = colon < 0 ? undefined : v.slice(colon + 1);
+  if (name === 'always' || name === 'unless-stopped') {
+    throw new RunError(`--restart ${name}: only 'no' and 'on-failure[:N]' are supported for now`);
+  }
+  if (name !== 'no' && name !== '' && name !== 'on-failure') {
+    throw new RunError(`bad --restart '${v}': unknown policy '${name}' (use 'no' or 'on-failure[:N]')`);
+  }
+  if (count !== undefined) {
+    if (!/^-?[0-9]+$/.test(count) || !Number.isSafeInteger(Number(count))) throw new RunError(`bad --restart '${v}': the maximum retry count must be an integer`);
+    if (name !== 'on-failure') throw new RunError(`bad --restart '${v}': a maximum retry count can only be used with 'on-failure'`);
+    if (Number(count) < 0) throw new RunError(`bad --restart '${v}': the maximum retry count cannot be negative`);
+  }
+  return name === 'on-failure' ? { policy: 'on-failure', maxRetries: count === undefined ? 0 : Number(count) } : { policy: 'no', maxRetries: 0 };
 }
 
 function parseEnv(s: string, hostEnv: NodeJS.ProcessEnv): string | null {
@@ -187,8 +389,9 @@ function parseEnv(s: string, hostEnv: NodeJS.ProcessEnv): string | null {
 }
 
 /**
- * Parse the arguments that follow `layerfs run`. Pure apart from reading the CPU count and
- * asking `isImage` whether a name is an image of the store (by default nothing is).
+ * Parse the arguments that follow `layerfs run`. Pure apart from reading the CPU count, the
+ * --env-file files, and asking `isImage` whether a name is an image of the store (by default
+ * nothing is).
  */
 export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv = process.env, isImage: (name: string) => boolean = () => false): RunOptions {
   const o: RunOptions = {
@@ -209,8 +412,14 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
     capDrop: [],
     privileged: false,
     seccomp: 'default',
+    envFiles: [],
+    tmpfs: [],
+    devices: [],
+    detach: false,
+    rm: false,
   };
   let lower: string | undefined;
+  const cliEnv: string[] = [];
   let usernsMode: string | undefined;
   const uidmap: IdRange[] = [];
   const gidmap: IdRange[] = [];
@@ -243,9 +452,30 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
         break;
       case 'env': {
         const e = parseEnv(v, hostEnv);
-        if (e !== null) o.env.push(e);
+        if (e !== null) cliEnv.push(e);
         break;
       }
+      case 'envfile':
+        if (v === '') throw new RunError('--env-file needs a file name');
+        o.envFiles.push(v);
+        break;
+      case 'entrypoint':
+        if (v.includes('\0')) throw new RunError('--entrypoint contains a NUL byte');
+        o.entrypoint = v;
+        break;
+      case 'tmpfs':
+        o.tmpfs.push(parseTmpfs(v));
+        break;
+      case 'device':
+        o.devices.push(parseDevice(v));
+        break;
+      case 'name':
+        if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(v)) throw new RunError(`bad --name '${v}': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 128 characters`);
+        o.name = v;
+        break;
+      case 'restart':
+        o.restart = parseRestart(v);
+        break;
       case 'workdir':
         o.workdir = containerPath(v, '--workdir');
         break;
@@ -325,6 +555,8 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
     else if (key === 'tty') o.tty = true;
     else if (key === 'cleanup') o.cleanupOnly = true;
     else if (key === 'help') o.help = true;
+    else if (key === 'detach') o.detach = true;
+    else if (key === 'rm') o.rm = true;
   };
 
   let i = 0;
@@ -383,6 +615,8 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
   o.command = argv.slice(i);
 
   if (o.cleanupOnly || o.help) return o;
+  // docker's order: the env files' entries (in order), then -e; a later KEY wins (run.ts).
+  o.env = [...o.envFiles.flatMap((f) => readEnvFile(f, hostEnv)), ...cliEnv];
   resolveUserns(o, usernsMode, uidmap, gidmap, subuidname, subgidname);
   if (lower !== undefined) {
     o.lowers = splitLowerdirs(lower).filter((l) => l !== '');
@@ -397,6 +631,11 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
   }
   if ((o.upper === undefined) !== (o.work === undefined)) throw new RunError('--upper and --work go together');
   if (o.keep && o.upper !== undefined) throw new RunError('--keep is for the throw-away upper; with --upper the changes stay anyway');
+  if (o.rm && o.keep) throw new RunError('--rm and --keep exclude each other');
+  if (o.rm && o.restart !== undefined && o.restart.policy !== 'no') throw new RunError('--rm and --restart on-failure exclude each other (as with docker)');
+  // Without an image, --entrypoint is the program and the command its arguments (docker's rule
+  // for an image with neither Entrypoint nor Cmd). With an IMAGE, applyImage combines them.
+  if (o.image === undefined && o.entrypoint !== undefined && o.entrypoint !== '') o.command = [o.entrypoint, ...o.command];
   // With an IMAGE the command may come from its config: checked when the image is resolved.
   if (o.command.length === 0 && o.image === undefined) throw new RunError('missing command: layerfs run [OPTIONS] --lower A:B -- CMD [ARGS...]');
   if (o.command.length > 0 && o.command[0] === '') throw new RunError('the command is an empty string');
@@ -404,6 +643,10 @@ export function parseRunArgs(argv: readonly string[], hostEnv: NodeJS.ProcessEnv
   for (const v of o.volumes) {
     if (targets.has(v.target)) throw new RunError(`two volumes are mounted at '${v.target}'`);
     targets.add(v.target);
+  }
+  for (const t of [...o.tmpfs, ...o.devices]) {
+    if (targets.has(t.target)) throw new RunError(`two of -v, --tmpfs and --device are mounted at '${t.target}'`);
+    targets.add(t.target);
   }
   return o;
 }

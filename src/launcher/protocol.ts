@@ -24,6 +24,33 @@ export interface Stage2Volume {
   dir: boolean;
 }
 
+/** --tmpfs PATH[:OPTIONS]: a tmpfs mounted at `target`. */
+export interface Stage2Tmpfs {
+  /** Absolute container path (no '..', not '/'). */
+  target: string;
+  readonly: boolean;
+  noexec: boolean;
+  nosuid: boolean;
+  nodev: boolean;
+  /** tmpfs's own options (size=, mode=, uid=, gid=), comma-separated; '' for none. */
+  data: string;
+}
+
+/** --device HOST[:CONTAINER[:PERMS]]: the host's node, made (or bound) at `target`. */
+export interface Stage2Device {
+  /** Real path of the node on the host (a character or block device). */
+  host: string;
+  /** Absolute container path below /dev. */
+  target: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  /** Permission bits, owner and group of the host's node (the container's copy gets them). */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
 export interface Stage2Config {
   /** Host path of the directory that becomes '/'. */
   root: string;
@@ -39,6 +66,16 @@ export interface Stage2Config {
   workdir: string;
   uid: number;
   gid: number;
+  /**
+   * The groups CMD gets (setgroups): the primary gid, then the groups the container's
+   * /etc/group lists the user in, as docker sets them. Not set without root (setgroups is denied
+   * in the user namespace unshare --map-root-user makes).
+   */
+  groups: number[];
+  /** HOME when neither the image nor -e/--env-file sets it: the user's passwd entry's, else '/'. */
+  home: string;
+  tmpfs: Stage2Tmpfs[];
+  devices: Stage2Device[];
   /** The complete environment of CMD. */
   env: string[];
   command: string[];

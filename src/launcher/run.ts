@@ -24,14 +24,15 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, parseMountArgs, validateMountConfig } from '../config.ts';
 import { mountBackground, UserError } from '../engine/mount.ts';
-import { applyImage, isStoredImage, resolveImageUser } from './image.ts';
+import { applyImage, isStoredImage, resolveUser } from './image.ts';
+import { checkDevices } from './devices.ts';
 import { TSX_ARGS } from '../root.ts';
 import { stage2Bundle, STAGE2_SOURCE } from './bundle.ts';
 import { createCgroups, limitsUnsupported, oomKills, type Cgroups } from './cgroup.ts';
-import { parseRunArgs, RunError, USAGE, type RunOptions } from './options.ts';
+import { parseRunArgs, RunError, USAGE, userText, type RunOptions } from './options.ts';
 import { CTL_IN_FD, STAGE2_ENV, type Stage2Config, type Stage2Volume } from './protocol.ts';
 import { compileProfile, defaultProfile, MAX_PROFILE_BYTES, parseProfile, SeccompError, specToWire, type SeccompWire } from './seccomp.ts';
-import { ALLOWED_DEVICES, CAPS, capabilitySet } from './security.ts';
+import { CAPS, capabilitySet, containerDevices } from './security.ts';
 import { allocateIds, mapsId, mapText, mappingOption, type Allocation, type IdMaps } from './userns.ts';
 import { cleanupRun, reapDead, RunRecord } from './state.ts';
 import { openPtyMaster, relay } from './tty.ts';
@@ -229,6 +230,7 @@ class Launch {
     const why = limitsUnsupported(limits);
     if (why) throw new RunError(why);
     const volumes = checkVolumes(opts);
+    const devices = checkDevices(opts.devices);
     const rootfs = opts.rootfs !== undefined ? realDir(opts.rootfs, '--rootfs') : undefined;
     if (rootless && rootfs === undefined) {
       try {
@@ -239,7 +241,7 @@ class Launch {
         );
       }
     }
-    if (rootless && opts.user && opts.user.uid !== 0) throw new RunError(`-u ${opts.user.uid}: without root only uid 0 is mapped in the container's user namespace`);
+    if (rootless && opts.user?.uid !== undefined && opts.user.uid !== 0) throw new RunError(`-u ${opts.user.uid}: without root only uid 0 is mapped in the container's user namespace`);
     if (rootless && opts.idmap) throw new RunError('--userns=auto, --uidmap and --subuidname need root; without root the caller is uid 0 of the container\'s user namespace');
     if (opts.idmap && rootfs !== undefined) throw new RunError('--userns/--uidmap need the layers (--lower or an IMAGE): the owners of a --rootfs directory cannot be shifted into the container\'s id range');
     const capNames = capabilitySet(opts.capAdd, opts.capDrop, opts.privileged);
@@ -294,14 +296,19 @@ class Launch {
         }
       }
       this.checkInterrupted();
-      // An image's User is looked up in the container's own /etc/passwd, now that it is mounted.
-      const user = opts.user ?? (opts.imageUser !== undefined ? resolveImageUser(root, opts.imageUser) : undefined);
-      if (rootless && user && user.uid !== 0) throw new RunError(`user ${user.uid} of the image: without root only uid 0 is mapped in the container's user namespace`);
-      if (maps && user && (!mapsId(maps.uid, user.uid) || !mapsId(maps.gid, user.gid ?? user.uid))) {
-        throw new RunError(`user ${user.uid}:${user.gid ?? user.uid} is not mapped in the container's user namespace`);
+      // -u, else the image's User, else root: looked up in the container's own /etc/passwd and
+      // /etc/group, now that it is mounted (docker's rules: image.ts resolveUser).
+      const fromImage = opts.user === undefined && opts.imageUser !== undefined;
+      const user = resolveUser(root, opts.user ?? opts.imageUser, fromImage);
+      const who = opts.user !== undefined ? `-u ${userText(opts.user)}` : fromImage ? `user ${opts.imageUser} of the image` : 'root';
+      if (rootless && user.uid !== 0) throw new RunError(`${who} (uid ${user.uid}): without root only uid 0 is mapped in the container's user namespace`);
+      if (maps && (!mapsId(maps.uid, user.uid) || !mapsId(maps.gid, user.gid))) {
+        throw new RunError(`user ${user.uid}:${user.gid} is not mapped in the container's user namespace`);
       }
+      const unmapped = maps ? user.groups.find((g) => !mapsId(maps.gid, g)) : undefined;
+      if (unmapped !== undefined) throw new RunError(`${who}: group ${unmapped} (/etc/group lists the user in it) is not mapped in the container's user namespace`);
       try {
-        cg = createCgroups(id, limits, (d) => rec.update((s) => s.cgroupDirs.push(d)), opts.privileged || rootless ? null : ALLOWED_DEVICES);
+        cg = createCgroups(id, limits, (d) => rec.update((s) => s.cgroupDirs.push(d)), opts.privileged || rootless ? null : containerDevices(devices.rules));
       } catch (e) {
         throw new RunError(`cannot set up the cgroup: ${(e as Error).message}`);
       }
@@ -319,8 +326,12 @@ class Launch {
         userns,
         requestMap: userns && !rootless,
         workdir: opts.workdir ?? '/',
-        uid: user?.uid ?? 0,
-        gid: user?.gid ?? user?.uid ?? 0,
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups,
+        home: user.home,
+        tmpfs: opts.tmpfs.map((t) => ({ target: t.target, readonly: t.readonly, noexec: t.noexec, nosuid: t.nosuid, nodev: t.nodev, data: t.data.join(',') })),
+        devices: devices.devices,
         env: containerEnv(opts, hostname),
         command: opts.command,
         tty: opts.tty,
@@ -469,6 +480,10 @@ export async function cmdRun(argv: string[]): Promise<number> {
     if (opts.help) {
       process.stdout.write(USAGE + '\n');
       return 0;
+    }
+    // Parsed for the engine (background containers, restarts), which this run does not use yet.
+    if (opts.detach || (opts.restart !== undefined && opts.restart.policy !== 'no')) {
+      throw new RunError('-d/--restart need the engine, which this version of run does not use yet');
     }
     if (opts.cleanupOnly) {
       const { reaped, problems } = await reapDead();

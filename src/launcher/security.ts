@@ -107,12 +107,24 @@ export const MASKED_PATHS: readonly string[] = [
   '/sys/devices/virtual/powercap',
 ];
 
+/** Device access as the device cgroup spells it: a non-empty subset of r(ead), w(rite), m(knod), in that order. */
+export type DeviceAccess = 'rwm' | 'rw' | 'rm' | 'wm' | 'r' | 'w' | 'm';
+
 export interface DeviceRule {
   type: 'c' | 'b';
   /** null: any major / minor. */
   major: number | null;
   minor: number | null;
-  access: 'rwm' | 'rw' | 'm';
+  access: DeviceAccess;
+}
+
+/**
+ * "mrw", "rw", "wr" → the DeviceAccess in canonical order ("rwm", "rw", "rw"); null for anything
+ * else: empty, another letter, a letter twice (docker's validDeviceMode).
+ */
+export function deviceAccess(s: string): DeviceAccess | null {
+  if (!/^[rwm]{1,3}$/.test(s) || new Set(s).size !== s.length) return null;
+  return (['r', 'w', 'm'].filter((c) => s.includes(c)).join('') as DeviceAccess);
 }
 
 /**
@@ -131,6 +143,14 @@ export const ALLOWED_DEVICES: readonly DeviceRule[] = [
   { type: 'c', major: 5, minor: 2, access: 'rwm' }, // ptmx
   { type: 'c', major: 136, minor: null, access: 'rwm' }, // pts/*
 ];
+
+/**
+ * The device list of a container: ALLOWED_DEVICES and then, for each --device, exactly its node
+ * with its permissions.
+ */
+export function containerDevices(extra: readonly DeviceRule[]): DeviceRule[] {
+  return [...ALLOWED_DEVICES, ...extra];
+}
 
 /** The v1 devices.allow line of a rule: "c 1:3 rwm", "c 136:* rwm". */
 export function deviceRuleLine(r: DeviceRule): string {

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../sys/index.ts';
 import { makeInRoot, PathError, resolveInRoot } from './paths.ts';
-import { CTL_IN_FD, CTL_OUT_FD, STAGE2_ENV, STDERR_FD, type Stage2Config } from './protocol.ts';
+import { CTL_IN_FD, CTL_OUT_FD, STAGE2_ENV, STDERR_FD, type Stage2Config, type Stage2Device } from './protocol.ts';
 import { loadSeccomp } from './seccomp-addon.ts';
 import { specFromWire } from './seccomp-spec.ts';
 import { MASKED_PATHS, READONLY_PATHS } from './security.ts';
@@ -95,7 +95,44 @@ function becomeNamespaceRoot(cfg: Stage2Config): void {
   cfg.root = `/proc/self/fd/${fd}`;
 }
 
-function setupMounts(cfg: Stage2Config): void {
+/**
+ * With a user namespace a --device is a bind of the host's node (mknod is not allowed there),
+ * and stage 2 may be an unprivileged host id by then (root with --userns): each node is held as
+ * an O_PATH descriptor opened first, as host root (O_PATH opens no device), and bound from it.
+ */
+const O_PATH = 0o10000000;
+function holdDevices(cfg: Stage2Config): Map<Stage2Device, number> {
+  const held = new Map<Stage2Device, number>();
+  if (cfg.userns) for (const d of cfg.devices) held.set(d, fs.openSync(d.host, O_PATH | fs.constants.O_NOFOLLOW));
+  return held;
+}
+
+/**
+ * --device: the host's node at its path below the container's /dev (a tmpfs of ours): made with
+ * mknod with the host node's numbers, mode and owner, or, in a user namespace, the host's node
+ * bound onto an empty file. The device cgroup (run.ts) decides what may be opened.
+ */
+function makeDevices(cfg: Stage2Config, held: Map<Stage2Device, number>): void {
+  for (const d of cfg.devices) {
+    const fd = held.get(d);
+    if (fd !== undefined) {
+      sys.mount(`/proc/self/fd/${fd}`, mountPoint(cfg, d.target, true), null, MS_BIND);
+      fs.closeSync(fd);
+      continue;
+    }
+    const parent = mountPoint(cfg, path.posix.dirname(d.target));
+    const node = path.join(parent, path.posix.basename(d.target));
+    try {
+      sys.mknod(node, (d.type === 'c' ? fs.constants.S_IFCHR : fs.constants.S_IFBLK) | d.mode, sys.makedev(d.major, d.minor));
+    } catch (e) {
+      throw new Stage2Error(`cannot make device '${d.target}': ${(e as sys.SysError).code ?? (e as Error).message}`);
+    }
+    fs.chownSync(node, d.uid, d.gid);
+    fs.chmodSync(node, d.mode); // mknod's mode passed the umask
+  }
+}
+
+function setupMounts(cfg: Stage2Config, held: Map<Stage2Device, number>): void {
   const root = cfg.root;
 
   sys.mount('proc', mountPoint(cfg, '/proc'), 'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC);
@@ -117,6 +154,7 @@ function setupMounts(cfg: Stage2Config): void {
   fs.mkdirSync(path.join(dev, 'mqueue'));
   fs.symlinkSync('/proc/self/fd', path.join(dev, 'fd'));
   ['stdin', 'stdout', 'stderr'].forEach((n, i) => fs.symlinkSync(`/proc/self/fd/${i}`, path.join(dev, n)));
+  makeDevices(cfg, held);
 
   // /sys read-only (writable with --privileged). sysfs needs a network namespace of our own user namespace; with --net host
   // in a user namespace, a read-only bind of the host's /sys instead.
@@ -148,12 +186,31 @@ function setupMounts(cfg: Stage2Config): void {
 
   sys.mount('tmpfs', mountPoint(cfg, '/tmp'), 'tmpfs', MS_NOSUID | MS_NODEV, 'mode=1777');
 
-  // Volumes, parents first. Targets resolve inside the root (symlinks scoped to it).
-  for (const v of [...cfg.volumes].sort((a, b) => a.target.split('/').length - b.target.split('/').length)) {
-    const target = mountPoint(cfg, v.target, !v.dir);
-    sys.mount(v.host, target, null, MS_BIND | MS_REC);
-    if (v.readonly) remountReadOnly(target);
-  }
+  // Volumes and --tmpfs, parents first. Targets resolve inside the root (symlinks scoped to it;
+  // a missing one is made there, never outside).
+  const mounts = [
+    ...cfg.volumes.map((v) => ({
+      target: v.target,
+      mount: (): void => {
+        const target = mountPoint(cfg, v.target, !v.dir);
+        sys.mount(v.host, target, null, MS_BIND | MS_REC);
+        if (v.readonly) remountReadOnly(target);
+      },
+    })),
+    ...cfg.tmpfs.map((t) => ({
+      target: t.target,
+      mount: (): void => {
+        const flags = (t.readonly ? MS_RDONLY : 0) | (t.noexec ? MS_NOEXEC : 0) | (t.nosuid ? MS_NOSUID : 0) | (t.nodev ? MS_NODEV : 0);
+        try {
+          sys.mount('tmpfs', mountPoint(cfg, t.target), 'tmpfs', flags, t.data === '' ? null : t.data);
+        } catch (e) {
+          if (e instanceof Stage2Error) throw e;
+          throw new Stage2Error(`cannot mount the tmpfs at '${t.target}': ${(e as sys.SysError).code ?? (e as Error).message}`);
+        }
+      },
+    })),
+  ];
+  for (const m of mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length)) m.mount();
 
   // The working directory, made like a mount point when the image lacks it (before the root
   // turns read-only, as docker does).
@@ -238,32 +295,19 @@ function findCommand(cfg: Stage2Config): string {
   throw new Stage2Error(`${cmd}: command not found in the container`, 127);
 }
 
-/** The home directory of `uid` in the container's /etc/passwd, or '/'. */
-function homeOf(uid: number): string {
-  try {
-    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f.length >= 6 && Number(f[2]) === uid && f[5]) return f[5];
-    }
-  } catch {
-    /* no passwd */
-  }
-  return uid === 0 ? '/root' : '/';
-}
-
 function dropPrivileges(cfg: Stage2Config): void {
   sys.setNoNewPrivs();
   const keep = new Set(cfg.caps);
   const last = Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'));
   for (let c = 0; c <= last; c++) if (!keep.has(c) && sys.capBoundingHas(c)) sys.capBoundingDrop(c);
   sys.capAmbientClearAll();
+  // The user's groups, as docker sets them (the primary gid first). Rootless: unshare
+  // --map-root-user has denied setgroups, and we have none (runc skips them the same way).
+  if (!(cfg.userns && !cfg.requestMap)) sys.setgroups(cfg.groups);
   if (cfg.uid !== 0 || cfg.gid !== 0) {
-    sys.setgroups(cfg.gid === 0 ? [] : [cfg.gid]);
     sys.setresgid(cfg.gid);
     sys.setresuid(cfg.uid); // a uid other than 0 clears the permitted and effective sets
     sys.setParentDeathSignal(9); // a change of uid clears it: die with `unshare` again
-  } else if (!(cfg.userns && !cfg.requestMap)) {
-    sys.setgroups([]); // rootless: unshare --map-root-user has denied setgroups (and we have none)
   }
   let mask = 0n;
   for (const c of keep) mask |= 1n << BigInt(c);
@@ -299,8 +343,9 @@ function main(): never {
   // Opened first: the cgroup filesystem is the host's (root-owned, gone after the pivot).
   const cgroupFds = cfg.cgroupProcs.map((p) => fs.openSync(p, 'w'));
   bindRoot(cfg);
+  const held = holdDevices(cfg);
   if (cfg.requestMap) becomeNamespaceRoot(cfg);
-  setupMounts(cfg);
+  setupMounts(cfg, held);
   if (cfg.net === 'none') sys.interfaceUp('lo');
   sys.sethostname(cfg.hostname);
   const ttyFd = cfg.tty ? openTty(cfg) : -1;
@@ -312,7 +357,7 @@ function main(): never {
   } catch (e) {
     throw new Stage2Error(`cannot change to working directory '${cfg.workdir}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  if (!cfg.env.some((e) => e.startsWith('HOME='))) cfg.env.push(`HOME=${homeOf(cfg.uid)}`);
+  if (!cfg.env.some((e) => e.startsWith('HOME='))) cfg.env.push(`HOME=${cfg.home}`);
   const file = findCommand(cfg);
 
   // Join the cgroup only now: stage 2's own Node heap is never charged to the container's

@@ -234,7 +234,7 @@ t0('a bad rule list is refused before anything is loaded, with a clear message',
   });
   t.throws(() => applyDeviceFilterV2(cg.dir, [{ type: 'c', major: 1, minor: 3, access: 'x' as 'rw' }]), {
     instanceOf: RangeError,
-    message: 'device rule "c 1:3 x": access must be \'rwm\', \'rw\' or \'m\'',
+    message: 'device rule "c 1:3 x": access must be a subset of \'rwm\', in that order (\'rwm\', \'rw\', \'r\', \'m\'...)',
   });
   // 64 is fine.
   t.notThrows(() => applyDeviceFilterV2(cg.dir, many.slice(0, 64)));

@@ -26,7 +26,7 @@ const cases: [string, (d: string) => string[], RegExp][] = [
   ['too many cpus', () => ['--lower', rootfs().lower, '--cpus', '999', '--', '/bin/true'], /^layerfs run: bad cpu limit '999': expected a number from 0\.01 to \d+$/],
   ['--upper without --work', (d) => ['--lower', rootfs().lower, '--upper', d, '--', '/bin/true'], /^layerfs run: --upper and --work go together$/],
   ['an unknown option', () => ['--lower', rootfs().lower, '--frobnicate', '--', '/bin/true'], /^layerfs run: unknown option '--frobnicate'/],
-  ['a bad -u', () => ['--lower', rootfs().lower, '-u', 'root', '--', '/bin/true'], /^layerfs run: bad user 'root': expected numeric UID\[:GID\]$/],
+  ['a bad -u', () => ['--lower', rootfs().lower, '-u', 'root:wheel:x', '--', '/bin/true'], /^layerfs run: bad user 'root:wheel:x': expected NAME or UID, optionally with :GROUP or :GID$/],
   ['a bad --net', () => ['--lower', rootfs().lower, '--net', 'bridge', '--', '/bin/true'], /^layerfs run: bad network 'bridge'/],
   ['a working directory below a file', () => ['--lower', rootfs().lower, '-w', '/etc/motd/x', '--', '/bin/true'], /^layerfs run: cannot create working directory '\/etc\/motd\/x': '\/etc\/motd\/x': '\/etc\/motd' is not a directory in the container$/],
   ['a volume target below a file', (d) => ['--lower', rootfs().lower, '-v', `${d}:/etc/motd/x`, '--', '/bin/true'], /^layerfs run: '\/etc\/motd\/x': '\/etc\/motd' is not a directory in the container$/],

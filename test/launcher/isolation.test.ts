@@ -304,7 +304,7 @@ t0('--userns as root: container root is an unprivileged host id; the upper keeps
   t.is(gidMap[0], 0);
   t.true(gidMap[1] >= 100000);
   t.not(lines[2], nsId('user'));
-  t.is(lines[3], 'uid=0(root) gid=0(root)');
+  t.is(lines[3], 'uid=0(root) gid=0(root) groups=0(root)', 'root\'s groups: its gid (docker\'s setgroups)');
   t.is(lines[4], 'write-ok');
   t.deepEqual(lines.slice(5), ['0:0', '0:0'], 'the image\'s root-owned files are the container root\'s');
   const st = fs.statSync(path.join(upper, 'root/w'));
@@ -347,7 +347,7 @@ t0('--uidmap/--gidmap as podman spells them; a map that reaches host root is ref
   t.is(bad.stderr, 'layerfs run: --uidmap: maps container id 0 to host id 0; container ids must be unprivileged on the host\n');
   const unmapped = await sh(sb, 'true', ['--uidmap', '0:300000:10', '-u', '500']);
   t.is(unmapped.code, 125);
-  t.regex(unmapped.stderr, /user 500:500 is not mapped in the container's user namespace/);
+  t.regex(unmapped.stderr, /user 500:0 is not mapped in the container's user namespace/, 'no passwd entry: gid 0, as docker');
 });
 
 t0('--rootfs reuses an existing directory (e.g. a mount) as the root and leaves it alone', async (t) => {

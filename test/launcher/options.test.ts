@@ -95,7 +95,7 @@ test('bad input is one RunError line, status 125', (t) => {
     [[...L, '--pids-limit', '0', 'true'], /bad pids limit/],
     [[...L, '--cpus', '0', 'true'], /bad cpu limit/],
     [[...L, '--cpus', 'x', 'true'], /bad cpu limit/],
-    [[...L, '-u', '1000:x', 'true'], /bad user/],
+    [[...L, '-u', '1000:x y', 'true'], /bad user/],
     [[...L, '--hostname', 'a b', 'true'], /bad hostname/],
     [[...L, '--net', 'bridge', 'true'], /bad network/],
     [[...L, '-v', '/a:/x', '-v', '/b:/x', 'true'], /two volumes are mounted at '\/x'/],
