@@ -33,6 +33,13 @@
       "sources": ["native/client/client.c"],
       "cflags": ["-Wall", "-Wextra"],
       "cflags_c": ["-std=c11", "-O2"]
+    },
+    {
+      "target_name": "layerfs_exec",
+      "type": "executable",
+      "sources": ["native/exec/exec.c"],
+      "cflags": ["-Wall", "-Wextra"],
+      "cflags_c": ["-std=c11", "-O2"]
     }
   ]
 }

@@ -3,8 +3,9 @@
 // checked in src/launcher/seccomp.ts; this addon only turns the resulting spec into libseccomp
 // calls and loads the filter into the calling process.
 //
-// Only the launcher's stage 2 loads this addon (never the FUSE daemon): it loads the filter
-// right before it execve()s the container's command, which inherits it.
+// Only the launcher's stage 2 loads a filter with it (the FUSE daemon never loads this addon): it
+// loads the filter right before it execve()s the container's command, which inherits it. For
+// `layerfs exec`, exportBpf() hands the same filter, unloaded, to build/Release/layerfs_exec.
 //
 //   load(spec) -> undefined, throws Error
 //     spec = { defaultAction: Action, arches: string[], rules: Rule[], log?: boolean,
@@ -21,6 +22,11 @@
 //     filter is loaded with TSYNC (every thread of the process gets it) and libseccomp's default
 //     NO_NEW_PRIVS attribute (it sets no_new_privs itself when needed).
 //   resolve(name) -> the syscall number on the native architecture, or -1
+//   exportBpf(spec) -> Buffer: the classic-BPF program libseccomp generates for the same spec
+//     (struct sock_filter[], 8 bytes each, as seccomp(2) takes it), without loading anything.
+//     For layerfs_exec (native/exec/exec.c), which loads it with PR_SET_SECCOMP in a process
+//     that cannot run Node. The log/specAllow flags are attributes of loading, not of the
+//     program: they are not in it.
 //
 // Wrong argument shapes throw a TypeError; libseccomp's failures an Error naming the step (and
 // the rule: its position, syscall name and action) with strerror().
@@ -29,10 +35,14 @@
 #include "napi_util.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <seccomp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -207,11 +217,13 @@ struct Filter {
 
 std::string err_text(int rc) { return strerror(rc < 0 ? -rc : rc); }
 
-napi_value js_load(napi_env env, napi_callback_info info) {
+// The filter for `spec` into f (not loaded); false with an exception pending. fn names the caller
+// in messages ("load", "exportBpf").
+bool build_filter(napi_env env, napi_callback_info info, const std::string &fn, Filter &f) {
   size_t argc = 1;
   napi_value spec;
   napi_get_cb_info(env, info, &argc, &spec, nullptr, nullptr);
-  if (argc < 1 || !is_type(env, spec, napi_object)) return type_error(env, "load(spec): spec must be an object");
+  if (argc < 1 || !is_type(env, spec, napi_object)) return type_error(env, fn + "(spec): spec must be an object"), false;
 
   // Read and check the whole spec before creating anything.
   napi_value dflt, arches, rules, logv, ssbv;
@@ -219,51 +231,50 @@ napi_value js_load(napi_env env, napi_callback_info info) {
   if (!get_prop(env, spec, "defaultAction", &dflt, &hasD) || !get_prop(env, spec, "arches", &arches, &hasArches) ||
       !get_prop(env, spec, "rules", &rules, &hasRules) || !get_prop(env, spec, "log", &logv, &hasLog) ||
       !get_prop(env, spec, "specAllow", &ssbv, &hasSsb))
-    return nullptr;
-  if (!hasD) return type_error(env, "load(spec): no defaultAction");
+    return false;
+  if (!hasD) return type_error(env, fn + "(spec): no defaultAction"), false;
   Action def;
-  if (!get_action(env, dflt, "defaultAction", &def)) return nullptr;
+  if (!get_action(env, dflt, "defaultAction", &def)) return false;
   bool log = false, ssb = false;
   if (hasLog && (!is_type(env, logv, napi_boolean) || napi_get_value_bool(env, logv, &log) != napi_ok))
-    return type_error(env, "load(spec): log must be a boolean");
+    return type_error(env, fn + "(spec): log must be a boolean"), false;
   if (hasSsb && (!is_type(env, ssbv, napi_boolean) || napi_get_value_bool(env, ssbv, &ssb) != napi_ok))
-    return type_error(env, "load(spec): specAllow must be a boolean");
+    return type_error(env, fn + "(spec): specAllow must be a boolean"), false;
 
   std::vector<napi_value> av;
   if (!hasArches || !get_array(env, arches, MAX_ARCHES, &av))
-    return type_error(env, "load(spec): arches must be an array of at most 64 names");
+    return type_error(env, fn + "(spec): arches must be an array of at most 64 names"), false;
   std::vector<std::string> archNames(av.size());
   for (size_t i = 0; i < av.size(); i++)
     if (!is_type(env, av[i], napi_string) || !get_string(env, av[i], &archNames[i]))
-      return type_error(env, "load(spec): arches[" + std::to_string(i) + "] must be a string");
+      return type_error(env, fn + "(spec): arches[" + std::to_string(i) + "] must be a string"), false;
 
   std::vector<napi_value> rv;
-  if (!hasRules || !get_array(env, rules, MAX_RULES, &rv)) return type_error(env, "load(spec): rules must be an array");
+  if (!hasRules || !get_array(env, rules, MAX_RULES, &rv)) return type_error(env, fn + "(spec): rules must be an array"), false;
   std::vector<Rule> rs(rv.size());
   for (uint32_t i = 0; i < rv.size(); i++)
-    if (!get_rule(env, rv[i], i, &rs[i])) return pending(env) ? nullptr : type_error(env, "load(spec): bad rule");
+    if (!get_rule(env, rv[i], i, &rs[i])) return pending(env) ? false : (type_error(env, fn + "(spec): bad rule"), false);
 
-  Filter f;
   f.ctx = seccomp_init(def.value);
-  if (!f.ctx) return throw_error(env, "seccomp_init(" + describe(def) + ") failed"), nullptr;
+  if (!f.ctx) return throw_error(env, "seccomp_init(" + describe(def) + ") failed"), false;
   int rc;
   // The kernel's own errno from seccomp_load(), not libseccomp's generic ECANCELED.
   seccomp_attr_set(f.ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
   if ((rc = seccomp_attr_set(f.ctx, SCMP_FLTATR_CTL_TSYNC, 1)) < 0)
-    return throw_error(env, "cannot ask for TSYNC: " + err_text(rc)), nullptr;
+    return throw_error(env, "cannot ask for TSYNC: " + err_text(rc)), false;
   if (log && (rc = seccomp_attr_set(f.ctx, SCMP_FLTATR_CTL_LOG, 1)) < 0)
-    return throw_error(env, "cannot set the LOG flag: " + err_text(rc)), nullptr;
+    return throw_error(env, "cannot set the LOG flag: " + err_text(rc)), false;
   if (ssb && (rc = seccomp_attr_set(f.ctx, SCMP_FLTATR_CTL_SSB, 1)) < 0)
-    return throw_error(env, "cannot set the SPEC_ALLOW flag: " + err_text(rc)), nullptr;
+    return throw_error(env, "cannot set the SPEC_ALLOW flag: " + err_text(rc)), false;
 
   uint32_t native = seccomp_arch_native();
   for (auto &name : archNames) {
     uint32_t token = seccomp_arch_resolve_name(name.c_str());
-    if (token == 0) return throw_error(env, "unknown architecture '" + name + "'"), nullptr;
+    if (token == 0) return throw_error(env, "unknown architecture '" + name + "'"), false;
     if (token == native) continue;  // seccomp_init() put it in already
     rc = seccomp_arch_add(f.ctx, token);
     if (rc < 0 && rc != -EEXIST)
-      return throw_error(env, "cannot add architecture '" + name + "': " + err_text(rc)), nullptr;
+      return throw_error(env, "cannot add architecture '" + name + "': " + err_text(rc)), false;
   }
 
   for (size_t i = 0; i < rs.size(); i++) {
@@ -280,11 +291,17 @@ napi_value js_load(napi_env env, napi_callback_info info) {
       return throw_error(env, "cannot add rule " + std::to_string(i) + " (" + r.name + ", " + describe(r.action) +
                                   (r.args.empty() ? "" : ", " + std::to_string(r.args.size()) + " argument comparison(s)") +
                                   "): " + why),
-             nullptr;
+             false;
     }
   }
 
-  rc = seccomp_load(f.ctx);
+  return true;
+}
+
+napi_value js_load(napi_env env, napi_callback_info info) {
+  Filter f;
+  if (!build_filter(env, info, "load", f)) return nullptr;
+  int rc = seccomp_load(f.ctx);
   if (rc < 0) {
     std::string why = err_text(rc);
     if (rc == -ESRCH) why = "another thread could not be synchronised (TSYNC): " + why;
@@ -293,6 +310,36 @@ napi_value js_load(napi_env env, napi_callback_info info) {
   napi_value undef;
   napi_get_undefined(env, &undef);
   return undef;
+}
+
+// exportBpf(spec): libseccomp's program for spec, unloaded. libseccomp 2.5 exports to a descriptor
+// only (seccomp_export_bpf_mem() is 2.6's): into a memfd, read back.
+napi_value js_export_bpf(napi_env env, napi_callback_info info) {
+  Filter f;
+  if (!build_filter(env, info, "exportBpf", f)) return nullptr;
+  struct Fd {
+    int fd;
+    ~Fd() {
+      if (fd >= 0) close(fd);
+    }
+  } mem{memfd_create("layerfs-seccomp-bpf", MFD_CLOEXEC)};
+  if (mem.fd < 0) return throw_error(env, std::string("exportBpf: memfd_create: ") + strerror(errno)), nullptr;
+  int rc = seccomp_export_bpf(f.ctx, mem.fd);
+  if (rc < 0) return throw_error(env, "seccomp_export_bpf: " + err_text(rc)), nullptr;
+  struct stat st;
+  if (fstat(mem.fd, &st) < 0) return throw_error(env, std::string("exportBpf: fstat: ") + strerror(errno)), nullptr;
+  std::vector<char> prog((size_t)st.st_size);
+  for (size_t got = 0; got < prog.size();) {
+    ssize_t n = pread(mem.fd, prog.data() + got, prog.size() - got, (off_t)got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return throw_error(env, std::string("exportBpf: reading the program back: ") + (n < 0 ? strerror(errno) : "short")), nullptr;
+    got += (size_t)n;
+  }
+  if (prog.empty() || prog.size() % sizeof(struct sock_filter) != 0)
+    return throw_error(env, "seccomp_export_bpf gave " + std::to_string(prog.size()) + " bytes, not whole instructions"), nullptr;
+  napi_value out;
+  if (napi_create_buffer_copy(env, prog.size(), prog.data(), nullptr, &out) != napi_ok) return nullptr;
+  return out;
 }
 
 napi_value js_resolve(napi_env env, napi_callback_info info) {
@@ -310,7 +357,7 @@ napi_value js_resolve(napi_env env, napi_callback_info info) {
 }
 
 napi_value init(napi_env env, napi_value exports) {
-  static const ExportedFunction fns[] = {{"load", js_load}, {"resolve", js_resolve}};
+  static const ExportedFunction fns[] = {{"load", js_load}, {"resolve", js_resolve}, {"exportBpf", js_export_bpf}};
   if (!export_functions(env, exports, fns)) return nullptr;
   return exports;
 }

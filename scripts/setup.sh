@@ -41,6 +41,7 @@ addon=build/Release/layerfs_fuse.node
 sysaddon=build/Release/layerfs_sys.node
 seccompaddon=build/Release/layerfs_seccomp.node
 client=build/Release/layerfs_client
+exechelper=build/Release/layerfs_exec
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
@@ -54,8 +55,8 @@ fi
 
 # The addons and the client alone: missing (a cleaned build/), or older than any of their sources.
 stale=0
-for src in binding.gyp native/*.cc native/*.h native/fuse/*.cc native/fuse/*.h native/client/*.c; do
-  for out in "$addon" "$sysaddon" "$seccompaddon" "$client"; do
+for src in binding.gyp native/*.cc native/*.h native/fuse/*.cc native/fuse/*.h native/client/*.c native/exec/*.c; do
+  for out in "$addon" "$sysaddon" "$seccompaddon" "$client" "$exechelper"; do
     if [ ! -f "$out" ] || [ "$src" -nt "$out" ]; then stale=1; fi
   done
 done

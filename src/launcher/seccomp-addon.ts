@@ -12,6 +12,7 @@ import type { Spec } from './seccomp-spec.ts';
 interface Addon {
   load(spec: Spec): void;
   resolve(name: string): number;
+  exportBpf(spec: Spec): Buffer;
 }
 
 export const SECCOMP_ADDON_PATH = path.join(ROOT, 'build', 'Release', 'layerfs_seccomp.node');
@@ -42,4 +43,15 @@ export function loadSeccomp(spec: Spec): void {
 /** The native architecture's number of a syscall, or -1 when it has none (or libseccomp does not know it). */
 export function resolveSyscall(name: string): number {
   return theAddon().resolve(name);
+}
+
+/**
+ * The classic-BPF program libseccomp generates for the spec (what loadSeccomp() would install),
+ * as raw `struct sock_filter` instructions, 8 bytes each; nothing is loaded. For
+ * build/Release/layerfs_exec (`--seccomp-fd`), which loads it with PR_SET_SECCOMP. The spec's
+ * log/specAllow flags are not part of the program.
+ * @throws Error naming the step that failed, as loadSeccomp()
+ */
+export function exportSeccompBpf(spec: Spec): Buffer {
+  return theAddon().exportBpf(spec);
 }
