@@ -8,6 +8,7 @@ import { splitLowerdirs } from '../config.ts';
 import type { Route } from './main.ts';
 import { UsageError, closest, type Args, type OptionSpec } from './args.ts';
 import { mountWantsHelp } from './mount.ts';
+import { CONTAINER_COMMANDS, wantsHelp as containerWantsHelp } from './containers.ts';
 
 interface Base {
   name: string;
@@ -275,6 +276,23 @@ The store of OCI images that 'layerfs run IMAGE', diff and commit use.`,
     footer: `'layerfs image COMMAND --help' describes one. ${STORE_NOTE}`,
     subcommands: imageCommands,
   },
+  ...CONTAINER_COMMANDS.map(
+    (c): Command => ({
+      kind: 'raw',
+      name: c.name,
+      summary: c.summary,
+      usage: c.usage,
+      wantsHelp: containerWantsHelp,
+      run: async (argv) => (await import('./containers.ts')).containerCommand(c.name, argv),
+    }),
+  ),
+  {
+    kind: 'raw',
+    name: 'exec',
+    summary: 'run a command in a running container',
+    usage: async () => (await import('./exec.ts')).EXEC_USAGE,
+    run: async (argv) => (await import('./exec.ts')).cmdExec(argv),
+  },
   {
     kind: 'group',
     name: 'engine',
@@ -357,14 +375,6 @@ Prints 'layerfs VERSION'.`,
       process.stdout.write(`layerfs ${pkg.version}\n`);
       return 0;
     },
-  },
-  {
-    kind: 'raw',
-    name: '__serve',
-    hidden: true,
-    summary: 'the mount daemon (started by mount)',
-    usage: 'usage: layerfs __serve   (internal: the daemon layerfs mount starts)',
-    run: async () => (await import('./mount.ts')).cmdServe(),
   },
 ];
 

@@ -14,7 +14,13 @@ export async function engineRun(a: Args, ctx: CommandContext): Promise<number> {
   }
   const { runEngine } = await import('../engine/server.ts');
   const { runForwarded } = await import('./remote.ts');
-  return runEngine({ notifyFd, logToStderr: a.flag('log-stderr'), cli: (argv, cwd, api) => runForwarded(argv, cwd, api, ctx.route) });
+  const { Containers } = await import('../launcher/container.ts');
+  return runEngine({
+    notifyFd,
+    logToStderr: a.flag('log-stderr'),
+    cli: (argv, cwd, api) => runForwarded(argv, cwd, api, ctx.route),
+    containers: (deps) => new Containers(deps),
+  });
 }
 
 export async function engineStart(): Promise<number> {

@@ -9,7 +9,7 @@
 // util.parseArgs would change them (it splits `-fd` into -f -d, takes `--o` for `-o` and a lone
 // `-` for a positional, and refuses values that start with a dash). The layer adds --help only.
 
-import { parseMountArgs, validateMountConfig, type MountConfig } from '../config.ts';
+import { parseMountArgs, validateMountConfig } from '../config.ts';
 
 /** A mount option string that names lower layers (what every real mount has). */
 const LOWERDIR = /(^|,)lowerdir=/;
@@ -65,21 +65,4 @@ export async function cmdMount(argv: readonly string[]): Promise<number> {
     await serve(cfg, () => {});
     return -1; // keep serving; serve() exits the process when unmounted
   }
-}
-
-/** The detached daemon started by mountBackground: reports "ok" or "error: …" on fd 3. */
-export async function cmdServe(): Promise<number> {
-  const { UserError } = await import('../engine/mount.ts');
-  const cfg = JSON.parse(process.env.LAYERFS_CONFIG ?? 'null') as MountConfig | null;
-  if (!cfg) throw new UserError('layerfs: __serve is internal');
-  const { createWriteStream } = await import('node:fs');
-  const report = createWriteStream('', { fd: 3 });
-  const { serve } = await import('../engine/daemon.ts');
-  try {
-    await serve(cfg, () => report.end('ok\n'));
-  } catch (e) {
-    await new Promise<void>((r) => report.end(`error: ${(e as Error).message.split('\n')[0]}\n`, () => r()));
-    return 1;
-  }
-  return -1;
 }

@@ -11,6 +11,7 @@ import { UserError, resolveMountpoint } from '../engine/mount.ts';
 import { UsageError, parseCommandArgs } from './args.ts';
 import type { Route } from './main.ts';
 import { mountWantsHelp } from './mount.ts';
+import { CONTAINER_WORDS, runContainerCommand } from './containers.ts';
 
 type Answer = { fallback: true } | { status: number; stdout: string; stderr: string };
 
@@ -33,6 +34,13 @@ export async function runForwarded(argv: string[], cwd: string, engine: EngineAp
       const cfg = await validateMountConfig(req, { cwd });
       await engine.mount(cfg);
       return { status: 0, stdout: '', stderr: '' };
+    }
+    if (CONTAINER_WORDS.has(r.cmd.name) && engine.containers) {
+      return (await runContainerCommand(r.cmd.name, r.argv, engine.containers)) ?? FALLBACK;
+    }
+    if (r.cmd.name === 'run' && engine.containers) {
+      const { detachedRunInEngine } = await import('../launcher/detached.ts');
+      return (await detachedRunInEngine(r.argv, cwd, engine.containers)) ?? FALLBACK;
     }
     if (r.cmd.name === 'umount' && r.cmd.kind === 'parsed') {
       const p = parseCommandArgs('umount', r.argv, r.cmd.options);

@@ -26,6 +26,8 @@ export class ApiError extends Error {
 export interface Reply {
   http: number;
   body?: unknown;
+  /** Instead of a body: newline-delimited JSON written as it comes (application/x-ndjson). */
+  stream?: (write: (record: unknown) => void, closed: Promise<void>) => Promise<void>;
 }
 
 export interface Ctx {
@@ -122,6 +124,15 @@ export async function dispatch(routes: readonly Route[], req: IncomingMessage, r
         continue;
       }
       const reply = await r.handler({ params, query: url.searchParams, body: () => readJson(req) });
+      if (reply.stream) {
+        res.writeHead(reply.http, { 'Content-Type': 'application/x-ndjson' });
+        const closed = new Promise<void>((resolve) => res.on('close', () => resolve()));
+        await reply.stream((rec) => {
+          if (!res.writableEnded && !res.destroyed) res.write(JSON.stringify(rec) + '\n');
+        }, closed);
+        if (!res.writableEnded) res.end();
+        return;
+      }
       send(res, reply.http, reply.body);
       return;
     }
@@ -151,6 +162,14 @@ export function strList(body: Record<string, unknown>, key: string, maxItems = 4
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.includes('\0'))) throw new ApiError(400, `'${key}' must be an array of strings`);
   if (v.length > maxItems) throw new ApiError(400, `'${key}' has more than ${maxItems} items`);
   return v as string[];
+}
+
+/** A non-negative integer query parameter (undefined when absent). */
+export function uint(q: URLSearchParams, key: string, max = 2 ** 31): number | undefined {
+  const v = q.get(key);
+  if (v === null) return undefined;
+  if (!/^[0-9]{1,10}$/.test(v) || Number(v) > max) throw new ApiError(400, `query parameter '${key}' must be a whole number from 0 to ${max}, not '${v}'`);
+  return Number(v);
 }
 
 export function bool(q: URLSearchParams, key: string): boolean {

@@ -82,7 +82,7 @@ export async function ensureEngine(): Promise<void> {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     cwd: '/',
-    env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' },
+    env: engineEnv(process.env),
   });
   const pipe = child.stdio[3] as NodeJS.ReadableStream;
   const reply = await new Promise<string>((resolve) => {
@@ -104,10 +104,81 @@ export async function ensureEngine(): Promise<void> {
 }
 
 /**
+ * The engine's environment: what it needs from the starter's, nothing else (it outlives the
+ * command that started it and serves everyone's mounts: a test's temporary paths, a user's
+ * secrets have no business there).
+ */
+export function engineEnv(from: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const keep = /^(PATH|LANG|LC_[A-Z]+|TZ|HOME|XDG_RUNTIME_DIR|LAYERFS_(ENGINE_DIR|STORE|NODE|NO_BUNDLE|ENGINE_THREADS|FUSE_DISPATCH|BACKEND))$/;
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(from)) if (keep.test(k) && v !== undefined) env[k] = v;
+  env.MALLOC_ARENA_MAX = from.MALLOC_ARENA_MAX ?? '2';
+  return env;
+}
+
+/**
  * Node flags of the engine: a small young generation (the engine's garbage is per request;
  * 16 MiB semi-spaces per process would be most of an idle engine's memory).
  */
 export const ENGINE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
+/**
+ * Print a container's log as it comes (GET /v1/containers/REF/logs, newline-delimited JSON):
+ * stdout records to stdout, stderr ones to stderr. `done` settles when the stream ends (true)
+ * or the engine refused (false, its message printed).
+ */
+export function streamLogs(ref: string, opts: { tail?: number; follow: boolean }, timestamps: boolean): { done: Promise<boolean>; cancel(): void } {
+  const q = new URLSearchParams();
+  if (opts.tail !== undefined) q.set('tail', String(opts.tail));
+  if (opts.follow) q.set('follow', 'true');
+  let cancel = (): void => undefined;
+  const done = new Promise<boolean>((resolve) => {
+    const req = httpRequest({ socketPath: enginePaths().socket, method: 'GET', path: `/v1/containers/${encodeURIComponent(ref)}/logs?${q}` }, (res) => {
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        buf += d;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          let r: { log?: string; stream?: string; time?: string; message?: string };
+          try {
+            r = JSON.parse(line) as typeof r;
+          } catch {
+            continue;
+          }
+          if (res.statusCode !== 200) {
+            process.stderr.write(`${String(r.message ?? `layerfs: the engine answered HTTP ${res.statusCode}`)}\n`);
+            continue;
+          }
+          const text = timestamps ? `${r.time} ${r.log}` : String(r.log);
+          (r.stream === 'stderr' ? process.stderr : process.stdout).write(text);
+        }
+      });
+      res.on('end', () => resolve(res.statusCode === 200));
+      res.on('error', () => resolve(false));
+    });
+    req.on('error', (e) => {
+      process.stderr.write(`layerfs: the engine: ${e.message}\n`);
+      resolve(false);
+    });
+    req.end();
+    cancel = () => req.destroy();
+  });
+  return { done, cancel: () => cancel() };
+}
+
+/**
+ * Mount `cfg` through the engine (starting it when needed), as `layerfs run` does for its root:
+ * resolves once the mount serves.
+ */
+export async function mountThroughEngine(cfg: { mountpoint: string; options: string }): Promise<void> {
+  await ensureEngine();
+  const a = await call('POST', '/v1/mounts', { mountpoint: cfg.mountpoint, options: cfg.options });
+  if (a.http !== 201) throw new UserError(String(a.body?.message ?? `layerfs: the engine answered HTTP ${a.http}`));
+}
 
 /** Forward a command line to the engine (starting it when needed) and print its answer. */
 export async function forward(argv: readonly string[]): Promise<number> {

@@ -1,12 +1,9 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import type { MountConfig } from '../config.ts';
 import { mountAt } from '../mountinfo.ts';
 import { readState, stateFile } from './state.ts';
 import * as sys from '../sys/index.ts';
-import { CLI_START } from '../root.ts';
 
 /** A failure a user should see as one line; the CLI exits with `status`. */
 export class UserError extends Error {
@@ -18,49 +15,8 @@ export class UserError extends Error {
   }
 }
 
-const READY_TIMEOUT_MS = 30_000;
 /** Full path: mount.fuse3 runs us with an empty PATH. */
 const FUSERMOUNT = '/usr/bin/fusermount3';
-
-/**
- * Mount in the background: start a detached daemon, wait until the kernel has the mount and
- * the daemon answers, then return. The daemon's stdio is detached, so callers that read our
- * output (podman, mount(8)) are not held open by it.
- */
-export async function mountBackground(cfg: MountConfig): Promise<number> {
-  const child = spawn(CLI_START[0]!, [...CLI_START.slice(1), '__serve'], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    env: { ...process.env, LAYERFS_CONFIG: JSON.stringify(cfg) },
-  });
-  const pipe = child.stdio[3] as NodeJS.ReadableStream;
-  const reply = await new Promise<string>((res) => {
-    let buf = '';
-    const timer = setTimeout(() => res('error: the daemon did not report a mount within 30 s'), READY_TIMEOUT_MS);
-    pipe.on('data', (d: Buffer) => (buf += d.toString()));
-    pipe.on('end', () => {
-      clearTimeout(timer);
-      res(buf.trim());
-    });
-    child.on('exit', (code, sig) => {
-      clearTimeout(timer);
-      setImmediate(() => res(buf.trim() || `error: the daemon exited (${sig ?? code}) before mounting`));
-    });
-  });
-  if (reply !== 'ok') {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    throw new UserError(`layerfs: cannot mount ${cfg.mountpoint}: ${reply.replace(/^error: /, '')}`);
-  }
-  // The kernel answers only once our FUSE_INIT reply is through: a stat from this process
-  // (not the daemon's) proves the mount serves.
-  await Promise.race([
-    stat(cfg.mountpoint),
-    new Promise((_r, rej) => setTimeout(() => rej(new UserError(`layerfs: ${cfg.mountpoint} mounted but does not answer`)), READY_TIMEOUT_MS)),
-  ]);
-  child.unref();
-  (pipe as unknown as { destroy(): void }).destroy();
-  return child.pid!;
-}
 
 /** Resolve a mount point without touching it (a dead FUSE mount answers ENOTCONN). */
 export function resolveMountpoint(p: string): string {
@@ -128,8 +84,11 @@ export async function unmount(mountpoint: string, opts: { lazy?: boolean; served
     // Served by this process (the engine): its session notices the unmount and cleans up.
     await Promise.race([opts.served, new Promise((r) => setTimeout(r, 10_000))]);
   } else if (st?.pid && st.pid !== process.pid) {
+    // Its server (an engine, or a mount -f daemon) removes the state file once its session has
+    // ended; a server that died cannot.
+    const file = stateFile(mnt).file;
     const until = Date.now() + 10_000;
-    while (processAlive(st.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    while (existsSync(file) && processAlive(st.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
   }
   rmSync(stateFile(mnt).file, { force: true });
   rmSync(stateFile(mnt).socket, { force: true }); // a killed daemon leaves it

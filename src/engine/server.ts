@@ -19,6 +19,7 @@ import * as sys from '../sys/index.ts';
 import { API_VERSION, ApiError, bool, dispatch, str, strList, type Route } from './api.ts';
 import { UserError } from './mount.ts';
 import { MountTable, recoverDead } from './mounts.ts';
+import { containerRoutes, type ContainerApi } from './containers/routes.ts';
 import { enginePaths } from './paths.ts';
 
 /** What the engine does with a command line a client forwards (POST /v1/cli): src/cli/remote.ts. */
@@ -32,6 +33,15 @@ export type CliHandler = (
 export interface EngineApi {
   mount(cfg: MountConfig): Promise<unknown>;
   unmount(mountpoint: string, lazy: boolean): Promise<void>;
+  /** Its containers (absent in an engine without them: tests of the routes alone). */
+  containers?: ContainerApi;
+}
+
+/** What the engine hands the launcher's containers: its store and its way to mount. */
+export interface ContainerDeps {
+  storeRoot: string;
+  env: NodeJS.ProcessEnv;
+  mount(cfg: MountConfig, options: string): Promise<void>;
 }
 
 export interface EngineOptions {
@@ -42,6 +52,8 @@ export interface EngineOptions {
   cli: CliHandler;
   /** The OpenAPI document served at /v1/openapi.json. */
   openapiFile?: string;
+  /** The containers (src/launcher/container.ts), made with the engine's mount table. */
+  containers?: (deps: ContainerDeps) => ContainerApi;
 }
 
 function version(): string {
@@ -90,10 +102,26 @@ export async function runEngine(opts: EngineOptions): Promise<number> {
   const started = new Date().toISOString();
   let stopping: Promise<void> | null = null;
   let server: Server;
+  const storeRoot = process.env.LAYERFS_STORE || '/var/lib/layerfs';
+  const containers = opts.containers?.({
+    storeRoot,
+    env: process.env,
+    mount: async (cfg) => {
+      await mounts.mount(cfg);
+    },
+  });
   const engineApi: EngineApi = {
     mount: (cfg) => mounts.mount(cfg),
     unmount: (mp, lazy) => mounts.unmount(mp, lazy),
+    containers,
   };
+  if (containers) {
+    try {
+      for (const id of await containers.recover()) log(`container ${id.slice(0, 12)} was running when its engine died: exited (137)`);
+    } catch (e) {
+      log(`cannot recover the containers of ${storeRoot}: ${(e as Error).message}`);
+    }
+  }
 
   const stop = (force: boolean): Promise<void> => {
     if (stopping) return stopping;
@@ -102,15 +130,16 @@ export async function runEngine(opts: EngineOptions): Promise<number> {
       throw new ApiError(409, `layerfs engine: ${busy.length} mount${busy.length > 1 ? 's are' : ' is'} busy (${busy.join(', ')}): unmount ${busy.length > 1 ? 'them' : 'it'} first, or stop with --force`);
     }
     stopping = (async () => {
-      log(`stopping${force ? ' (forced)' : ''}: ${mounts.size} mount(s) to unmount`);
+      log(`stopping${force ? ' (forced)' : ''}: ${containers?.running() ?? 0} container(s) to stop, ${mounts.size} mount(s) to unmount`);
       server.close();
+      await containers?.stopAll();
       await mounts.stopAll();
       rmSync(p.socket, { force: true });
     })();
     return stopping;
   };
 
-  const routes = buildRoutes({ mounts, started, dir: p.dir, cli: opts.cli, engineApi, openapiFile: opts.openapiFile, stop, stopping: () => stopping !== null });
+  const routes = buildRoutes({ mounts, started, dir: p.dir, store: storeRoot, cli: opts.cli, engineApi, openapiFile: opts.openapiFile, stop, stopping: () => stopping !== null });
 
   const oldMask = process.umask(0o077);
   rmSync(p.socket, { force: true }); // a dead engine's: we hold the lock
@@ -147,6 +176,8 @@ export interface RouteDeps {
   mounts: MountTable;
   started: string;
   dir: string;
+  /** The store whose containers it runs. */
+  store: string;
   cli: CliHandler;
   engineApi: EngineApi;
   openapiFile?: string;
@@ -160,7 +191,7 @@ export function buildRoutes(d: RouteDeps): Route[] {
     {
       method: 'GET',
       path: `/${API_VERSION}/version`,
-      handler: () => ({ http: 200, body: { version: version(), api: API_VERSION, pid: process.pid, started: d.started, dir: d.dir } }),
+      handler: () => ({ http: 200, body: { version: version(), api: API_VERSION, pid: process.pid, started: d.started, dir: d.dir, store: d.store } }),
     },
     {
       method: 'GET',
@@ -235,6 +266,7 @@ export function buildRoutes(d: RouteDeps): Route[] {
         return { http: 202, body: { stopping: true, mounts: d.mounts.size } };
       },
     },
+    ...(d.engineApi.containers ? containerRoutes(d.engineApi.containers) : []),
   ];
 }
 

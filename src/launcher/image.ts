@@ -11,7 +11,7 @@
 
 import * as fs from 'node:fs';
 import { containerPath, RunError, type RunOptions, type UserSpec } from './options.ts';
-import { PathError, resolveInRoot } from './paths.ts';
+import { PathError, resolveInRootAsync } from './paths.ts';
 import { checkConfig, ImageError, parseJson } from '../image/oci.ts';
 import { holdImage, Store } from '../image/store.ts';
 
@@ -85,10 +85,11 @@ export const MAX_ACCOUNT_FILE_BYTES = 1024 * 1024;
  * component is opened without following a symlink, without blocking (a FIFO) and must be a
  * regular file; at most MAX_ACCOUNT_FILE_BYTES are read.
  */
-export function readInRoot(root: string, file: string): string[][] {
-  let fd: number;
+export async function readInRoot(root: string, file: string): Promise<string[][]> {
+  // Asynchronous: in the engine, the thread that reads is the one serving the mount.
+  let fh: fs.promises.FileHandle;
   try {
-    fd = fs.openSync(resolveInRoot(root, file), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    fh = await fs.promises.open(await resolveInRootAsync(root, file), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
   } catch (e) {
     // Missing, or not ours to read (rootless, a --rootfs of another user): as if it were absent.
     const code = (e as NodeJS.ErrnoException).code;
@@ -97,14 +98,14 @@ export function readInRoot(root: string, file: string): string[][] {
   }
   let text: string;
   try {
-    if (!fs.fstatSync(fd).isFile()) throw new RunError(`the container's ${file} is not a regular file`);
+    if (!(await fh.stat()).isFile()) throw new RunError(`the container's ${file} is not a regular file`);
     const buf = Buffer.alloc(MAX_ACCOUNT_FILE_BYTES + 1);
     let n = 0;
-    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    for (let r; n < buf.length && (r = (await fh.read(buf, n, buf.length - n, null)).bytesRead) > 0; ) n += r;
     if (n > MAX_ACCOUNT_FILE_BYTES) throw new RunError(`the container's ${file} is larger than ${MAX_ACCOUNT_FILE_BYTES} bytes`);
     text = buf.toString('utf8', 0, n);
   } finally {
-    fs.closeSync(fd);
+    await fh.close();
   }
   return text
     .split('\n')
@@ -152,9 +153,9 @@ function specOf(s: string): UserSpec {
  * `spec` undefined is the default user, root. `fromImage`: the spec is the image's User (the
  * messages say so). An unknown name is a RunError (exit status 125, as docker run's).
  */
-export function resolveUser(root: string, spec: UserSpec | string | undefined, fromImage = false): ResolvedUser {
+export async function resolveUser(root: string, spec: UserSpec | string | undefined, fromImage = false): Promise<ResolvedUser> {
   const u = typeof spec === 'string' ? specOf(spec) : (spec ?? { uid: 0 });
-  const passwd = readInRoot(root, '/etc/passwd');
+  const passwd = await readInRoot(root, '/etc/passwd');
   const ent = passwd.find((f) => f.length >= 3 && numeric(f[2]) !== null && (u.uid !== undefined ? numeric(f[2]) === u.uid : f[0] === u.name));
   let uid: number;
   let gid = 0;
@@ -172,7 +173,7 @@ export function resolveUser(root: string, spec: UserSpec | string | undefined, f
   }
   const groups: number[] = [];
   if (u.gid !== undefined || u.group !== undefined || ent) {
-    const group = readInRoot(root, '/etc/group').filter((f) => f.length >= 3 && numeric(f[2]) !== null);
+    const group = (await readInRoot(root, '/etc/group')).filter((f) => f.length >= 3 && numeric(f[2]) !== null);
     if (u.gid !== undefined || u.group !== undefined) {
       const g = group.find((f) => (u.gid !== undefined ? numeric(f[2]) === u.gid : f[0] === u.group));
       if (g) gid = numeric(g[2])!;

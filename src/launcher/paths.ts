@@ -9,12 +9,16 @@ const MAX_SYMLINKS = 40;
 
 export class PathError extends Error {}
 
+/** A file-system question the resolver asks: the answer is an lstat or a link's target. */
+type Ask = { op: 'lstat'; path: string } | { op: 'readlink'; path: string };
+type Answer = fs.Stats | string | null;
+
 /**
- * Host path of container path `target` below `root` (both absolute). Components that do not
- * exist yet are appended as they are (the caller creates them). Never returns a path outside
- * root.
+ * The walk of resolveInRoot, as a generator that asks for lstat/readlink answers (null: ENOENT)
+ * and returns the host path: run synchronously by resolveInRoot, asynchronously by
+ * resolveInRootAsync (the engine, whose own thread serves the mount it reads).
  */
-export function resolveInRoot(root: string, target: string): string {
+function* walk(root: string, target: string): Generator<Ask, string, Answer> {
   const todo = target.split('/').filter((p) => p !== '' && p !== '.');
   const done: string[] = [];
   let links = 0;
@@ -26,11 +30,8 @@ export function resolveInRoot(root: string, target: string): string {
       continue;
     }
     const host = path.join(root, ...done, part);
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(host);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const st = (yield { op: 'lstat', path: host }) as fs.Stats | null;
+    if (st === null) {
       // Missing from here on: what remains cannot be a symlink yet; drop '..' lexically.
       done.push(part);
       for (const rest of todo) {
@@ -41,7 +42,7 @@ export function resolveInRoot(root: string, target: string): string {
     }
     if (st.isSymbolicLink()) {
       if (++links > MAX_SYMLINKS) throw new PathError(`too many levels of symbolic links in '${target}'`);
-      const link = fs.readlinkSync(host);
+      const link = (yield { op: 'readlink', path: host }) as string;
       if (link.startsWith('/')) done.length = 0;
       todo.unshift(...link.split('/').filter((p) => p !== ''));
       continue;
@@ -52,6 +53,45 @@ export function resolveInRoot(root: string, target: string): string {
   const out = path.join(root, ...done);
   if (out !== root && !out.startsWith(root.endsWith('/') ? root : root + '/')) throw new PathError(`'${target}' is outside the container's root`);
   return out;
+}
+
+const missing = (e: unknown): null => {
+  if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  return null;
+};
+
+/**
+ * Host path of container path `target` below `root` (both absolute). Components that do not
+ * exist yet are appended as they are (the caller creates them). Never returns a path outside
+ * root.
+ */
+export function resolveInRoot(root: string, target: string): string {
+  const g = walk(root, target);
+  let answer: Answer = null;
+  for (;;) {
+    const r = g.next(answer);
+    if (r.done) return r.value;
+    try {
+      answer = r.value.op === 'lstat' ? fs.lstatSync(r.value.path) : fs.readlinkSync(r.value.path);
+    } catch (e) {
+      answer = missing(e);
+    }
+  }
+}
+
+/** resolveInRoot without blocking the thread (the engine serves the mount it resolves in). */
+export async function resolveInRootAsync(root: string, target: string): Promise<string> {
+  const g = walk(root, target);
+  let answer: Answer = null;
+  for (;;) {
+    const r = g.next(answer);
+    if (r.done) return r.value;
+    try {
+      answer = r.value.op === 'lstat' ? await fs.promises.lstat(r.value.path) : await fs.promises.readlink(r.value.path);
+    } catch (e) {
+      answer = missing(e);
+    }
+  }
 }
 
 /**

@@ -22,15 +22,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { ConfigError, parseMountArgs, validateMountConfig } from '../config.ts';
-import { mountBackground, UserError } from '../engine/mount.ts';
+import { ConfigError, parseMountArgs, validateMountConfig, type MountConfig } from '../config.ts';
 import { applyImage, isStoredImage, resolveUser } from './image.ts';
 import { checkDevices } from './devices.ts';
 import { TSX_ARGS } from '../root.ts';
 import { stage2Bundle, STAGE2_SOURCE } from './bundle.ts';
 import { createCgroups, limitsUnsupported, oomKills, type Cgroups } from './cgroup.ts';
 import { parseRunArgs, RunError, USAGE, userText, type RunOptions } from './options.ts';
-import { CTL_IN_FD, STAGE2_ENV, type Stage2Config, type Stage2Volume } from './protocol.ts';
+import { CTL_IN_FD, STAGE2_ENV, STDERR_FD, type Stage2Config, type Stage2Volume } from './protocol.ts';
 import { compileProfile, defaultProfile, MAX_PROFILE_BYTES, parseProfile, SeccompError, specToWire, type SeccompWire } from './seccomp.ts';
 import { CAPS, capabilitySet, containerDevices } from './security.ts';
 import { allocateIds, mapsId, mapText, mappingOption, type Allocation, type IdMaps } from './userns.ts';
@@ -166,7 +165,51 @@ function seccompFor(opts: RunOptions, caps: readonly string[]): SeccompWire | nu
   }
 }
 
-class Launch {
+/**
+ * What differs between a container of the command line (`layerfs run` in the foreground: its
+ * output is ours, our signals are its) and one of the engine (`run -d`: its output goes to its
+ * log, the engine signals it).
+ */
+export interface LaunchHooks {
+  /** Mount the root (validated `cfg`; `options`: its -o string); resolves once it serves. */
+  mount(cfg: MountConfig, options: string): Promise<void>;
+  /** CMD's stdout and stderr: this process' own (inherit), or handed over chunk by chunk. */
+  output: 'inherit' | ((stream: 'stdout' | 'stderr', chunk: Buffer) => void);
+  /** A line of the launcher's own (an OOM report, a cleanup problem). */
+  say(line: string): void;
+  /** Forward this process' SIGINT/SIGTERM/SIGHUP/SIGQUIT to CMD (the foreground run). */
+  forwardSignals: boolean;
+  /** The run's id (names its cgroups and run record); random when absent. */
+  id?: string;
+}
+
+/** What exec needs to join a running container under its rules. */
+export interface RuntimeInfo {
+  pid: number;
+  uid: number;
+  gid: number;
+  groups: number[];
+  env: string[];
+  workdir: string;
+  caps: string[];
+  privileged: boolean;
+  seccomp: SeccompWire | null;
+  cgroupProcs: string[];
+  root: string;
+}
+
+/** The command line's hooks: output and signals are this process'; the engine serves the mount. */
+export const CLI_HOOKS: LaunchHooks = {
+  mount: async (cfg, options) => {
+    const { mountThroughEngine } = await import('../engine/client.ts');
+    await mountThroughEngine({ mountpoint: cfg.mountpoint, options });
+  },
+  output: 'inherit',
+  say,
+  forwardSignals: true,
+};
+
+export class Launch {
   private child?: ChildProcess;
   private ids?: Allocation;
   private cmdPid: number | null = null;
@@ -174,7 +217,27 @@ class Launch {
   private killTimer?: NodeJS.Timeout;
   private readonly handlers = new Map<NodeJS.Signals, () => void>();
 
-  constructor(private readonly opts: RunOptions) {}
+  /** Settles once CMD runs (its host pid and what exec needs), or setting up failed. */
+  readonly started: Promise<RuntimeInfo>;
+  private resolveStarted!: (r: RuntimeInfo) => void;
+  private rejectStarted!: (e: Error) => void;
+  private runtime?: Omit<RuntimeInfo, 'pid'>;
+
+  constructor(
+    private readonly opts: RunOptions,
+    private readonly hooks: LaunchHooks = CLI_HOOKS,
+  ) {
+    this.started = new Promise((resolve, reject) => {
+      this.resolveStarted = resolve;
+      this.rejectStarted = reject;
+    });
+    this.started.catch(() => undefined); // run() reports the failure
+  }
+
+  /** Send `sig` to CMD (SIGKILL to the whole set-up while CMD has not started). */
+  signal(sig: NodeJS.Signals): void {
+    this.kill(sig);
+  }
 
   /** Our signals go to CMD; SIGKILL follows after --stop-timeout (at once on a second one). */
   installSignals(): void {
@@ -222,7 +285,17 @@ class Launch {
     if (this.interrupted) throw new RunError(`interrupted by ${this.interrupted} while setting up`, exitStatus(null, this.interrupted));
   }
 
+  /** Run the container to its end: CMD's exit status (a setup failure rejects, and so does `started`). */
   async run(): Promise<number> {
+    try {
+      return await this.runToEnd();
+    } catch (e) {
+      this.rejectStarted(e as Error);
+      throw e;
+    }
+  }
+
+  private async runToEnd(): Promise<number> {
     const opts = this.opts;
     const rootless = process.getuid?.() !== 0;
     const userns = rootless || opts.userns;
@@ -248,10 +321,10 @@ class Launch {
     const seccomp = seccompFor(opts, capNames);
 
     await reapDead().catch(() => undefined);
-    this.installSignals();
+    if (this.hooks.forwardSignals) this.installSignals();
     // LAYERFS_RUN_ID names the run (tests use it to find its cgroups and record); random otherwise.
-    const wanted = process.env.LAYERFS_RUN_ID;
-    const id = wanted && /^[a-z0-9][a-z0-9-]{0,31}$/.test(wanted) ? wanted : randomBytes(6).toString('hex');
+    const wanted = this.hooks.id ?? process.env.LAYERFS_RUN_ID;
+    const id = wanted && /^[a-z0-9][a-z0-9-]{0,63}$/.test(wanted) ? wanted : randomBytes(6).toString('hex');
     const rec = new RunRecord(id, opts.keep);
     let cg: Cgroups | null = null;
     let status = 125;
@@ -289,17 +362,17 @@ class Launch {
         this.checkInterrupted();
         rec.update((s) => (s.mountpoint = root));
         try {
-          await mountBackground(cfg);
+          await this.hooks.mount(cfg, o.join(','));
         } catch (e) {
-          if (e instanceof UserError) throw new RunError(e.message.replace(/^layerfs: /, ''));
-          throw e;
+          if (e instanceof RunError) throw e;
+          throw new RunError((e as Error).message.replace(/^layerfs: /, ''));
         }
       }
       this.checkInterrupted();
       // -u, else the image's User, else root: looked up in the container's own /etc/passwd and
       // /etc/group, now that it is mounted (docker's rules: image.ts resolveUser).
       const fromImage = opts.user === undefined && opts.imageUser !== undefined;
-      const user = resolveUser(root, opts.user ?? opts.imageUser, fromImage);
+      const user = await resolveUser(root, opts.user ?? opts.imageUser, fromImage);
       const who = opts.user !== undefined ? `-u ${userText(opts.user)}` : fromImage ? `user ${opts.imageUser} of the image` : 'root';
       if (rootless && user.uid !== 0) throw new RunError(`${who} (uid ${user.uid}): without root only uid 0 is mapped in the container's user namespace`);
       if (maps && (!mapsId(maps.uid, user.uid) || !mapsId(maps.gid, user.gid))) {
@@ -340,10 +413,14 @@ class Launch {
         privileged: opts.privileged,
         seccomp,
       };
+      this.runtime = {
+        uid: s2.uid, gid: s2.gid, groups: s2.groups, env: s2.env, workdir: s2.workdir, caps: capNames,
+        privileged: opts.privileged, seccomp: s2.seccomp, cgroupProcs: s2.cgroupProcs, root,
+      };
       status = await this.start(s2);
       const kills = oomKills(cg);
       if (kills > 0) {
-        say(
+        this.hooks.say(
           status === 137
             ? `layerfs run: the container ran out of memory (limit ${opts.memory} bytes): the kernel OOM-killed CMD`
             : `layerfs run: the container hit its memory limit (${opts.memory} bytes): the kernel OOM-killed ${kills} process${kills > 1 ? 'es' : ''}`,
@@ -354,8 +431,8 @@ class Launch {
       this.ids?.release();
       this.removeSignals();
       const problems = await cleanupRun(rec.dir, rec.state);
-      for (const p of problems) say(`layerfs run: cleanup: ${p}`);
-      if (opts.keep && rec.state.scratch) say(`layerfs run: upper kept: ${path.join(rec.state.scratch, 'upper')} (workdir ${path.join(rec.state.scratch, 'work')})`);
+      for (const p of problems) this.hooks.say(`layerfs run: cleanup: ${p}`);
+      if (opts.keep && rec.state.scratch) this.hooks.say(`layerfs run: upper kept: ${path.join(rec.state.scratch, 'upper')} (workdir ${path.join(rec.state.scratch, 'work')})`);
     }
   }
 
@@ -371,19 +448,34 @@ class Launch {
     if (s2.requestMap) unshare.push('/bin/sh', '-c', `read -r go <&${CTL_IN_FD} && exec "$0" "$@"`);
     const bundle = await stage2Bundle();
     unshare.push(process.execPath, ...(bundle ? [bundle] : [...TSX_ARGS, STAGE2_SOURCE]));
+    const handed = this.hooks.output !== 'inherit';
     const stdio: ('ignore' | 'inherit' | 'pipe' | number)[] = opts.tty
       ? ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 2]
-      : [opts.interactive ? 'inherit' : 'ignore', 'inherit', 'pipe', 'pipe', 'pipe', 2];
+      : handed
+        ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe']
+        : [opts.interactive ? 'inherit' : 'ignore', 'inherit', 'pipe', 'pipe', 'pipe', 2];
     // setpriv: unshare dies with us (and CMD with unshare, --kill-child), even on SIGKILL.
     const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...unshare], {
       stdio,
       env: { ...process.env, [STAGE2_ENV]: JSON.stringify(s2) },
     });
     this.child = child;
+    const out = this.hooks.output;
+    let outputDone: Promise<unknown> = Promise.resolve();
+    if (out !== 'inherit' && !opts.tty) {
+      const pipeTo = (fd: number, stream: 'stdout' | 'stderr'): Promise<void> =>
+        new Promise((resolve) => {
+          const r = child.stdio[fd] as Readable;
+          r.on('data', (d: Buffer) => out(stream, d));
+          r.on('close', () => resolve());
+          r.on('error', () => resolve());
+        });
+      outputDone = Promise.all([pipeTo(1, 'stdout'), pipeTo(STDERR_FD, 'stderr')]);
+    }
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.on('exit', (code, signal) => resolve({ code, signal }));
       child.on('error', (e) => {
-        say(`layerfs run: cannot start unshare: ${e.message}`);
+        this.hooks.say(`layerfs run: cannot start unshare: ${e.message}`);
         resolve({ code: 125, signal: null });
       });
     });
@@ -397,6 +489,7 @@ class Launch {
         buf = all ? '' : lines.pop()!;
         for (const l of all ? lines.filter(Boolean) : lines) {
           if (/^unshare: sigprocmask unblock failed/.test(l)) sigkilled = true;
+          else if (out !== 'inherit') out('stderr', Buffer.from(l + '\n'));
           else process.stderr.write(l + '\n');
         }
       };
@@ -417,7 +510,7 @@ class Launch {
         await mapIds(child.pid, this.ids!.maps);
         ctlIn.write('go\n');
       } catch (e) {
-        say(`layerfs run: cannot map ids into the user namespace: ${(e as Error).message}`);
+        this.hooks.say(`layerfs run: cannot map ids into the user namespace: ${(e as Error).message}`);
         this.kill('SIGKILL');
       } finally {
         this.ids!.release(); // the maps are visible in /proc now: the next launcher sees them taken
@@ -434,7 +527,11 @@ class Launch {
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
-          if (line === 'exec') resolve(); // unshare holds fd 4 too: no end of file before it exits
+          if (line === 'exec') {
+            const pid = this.target();
+            if (pid !== null && this.runtime) this.resolveStarted({ pid, ...this.runtime });
+            resolve(); // unshare holds fd 4 too: no end of file before it exits
+          }
           else if (line === 'pty') {
             try {
               const pid = this.target();
@@ -459,7 +556,7 @@ class Launch {
     let tty: ReturnType<typeof relay> | undefined;
     if (master >= 0 && !setupError) tty = relay(master, opts.interactive);
     const { code, signal } = await exited;
-    await Promise.race([errDone, new Promise((r) => setTimeout(r, 2000))]);
+    await Promise.race([Promise.all([errDone, outputDone]), new Promise((r) => setTimeout(r, 2000))]);
     ctlIn.destroy();
     if (tty) {
       await Promise.race([tty.done, new Promise((r) => setTimeout(r, 1000))]);
@@ -469,6 +566,7 @@ class Launch {
       const e = setupError as { status: number; message: string };
       throw new RunError(e.message, e.status);
     }
+    if (this.runtime) this.rejectStarted(new RunError(`the container exited before its command started (${exitStatus(code, signal)})`, exitStatus(code, signal)));
     return sigkilled && code === 1 ? 137 : exitStatus(code, signal);
   }
 }
@@ -481,10 +579,9 @@ export async function cmdRun(argv: string[]): Promise<number> {
       process.stdout.write(USAGE + '\n');
       return 0;
     }
-    // Parsed for the engine (background containers, restarts), which this run does not use yet.
-    if (opts.detach || (opts.restart !== undefined && opts.restart.policy !== 'no')) {
-      throw new RunError('-d/--restart need the engine, which this version of run does not use yet');
-    }
+    // -d: a container of the engine, which supervises it (and restarts it: --restart needs -d).
+    if (opts.detach) return (await import('./detached.ts')).runDetached(argv);
+    if (opts.restart !== undefined && opts.restart.policy !== 'no') throw new RunError('--restart needs -d: the engine restarts a container it supervises');
     if (opts.cleanupOnly) {
       const { reaped, problems } = await reapDead();
       for (const p of problems) say(`layerfs run: cleanup: ${p}`);

@@ -9,8 +9,10 @@ import * as path from 'node:path';
 import { buildRoutes } from '../../src/engine/server.ts';
 import type { Answer } from '../../src/engine/client.ts';
 import { MountTable } from '../../src/engine/mounts.ts';
+import type { ContainerApi } from '../../src/engine/containers/routes.ts';
 import { makeTmp, unmount } from '../helpers/mounts.ts';
 import { testEngine } from './_engine.ts';
+import { rootfs } from '../helpers/rootfs.ts';
 
 const DOC_FILE = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..', '..', 'docs', 'api', 'openapi.json');
 type Doc = { paths: Record<string, Record<string, { responses: Record<string, { $ref?: string; content?: { 'application/json': { schema: object } } }> }>> };
@@ -24,12 +26,17 @@ function documented(): string[] {
 }
 
 test('the engine serves exactly the documented routes', (t) => {
+  const never = (): never => {
+    throw new Error('not called');
+  };
+  const containers = new Proxy({}, { get: () => never }) as ContainerApi;
   const routes = buildRoutes({
     mounts: new MountTable(),
     started: '',
     dir: '',
+    store: '',
     cli: async () => ({ fallback: true }),
-    engineApi: { mount: async () => undefined, unmount: async () => undefined },
+    engineApi: { mount: async () => undefined, unmount: async () => undefined, containers },
     stop: async () => undefined,
     stopping: () => false,
   });
@@ -60,6 +67,7 @@ function rewriteRefs(s: unknown): object {
 
 test('every operation answers as documented (live engine)', async (t) => {
   const e = testEngine(t);
+  e.env.LAYERFS_STORE = makeTmp(t, 'layerfs-test-api-store-');
   const dir = makeTmp(t, 'layerfs-test-api-');
   for (const d of ['lower', 'upper', 'work', 'mnt', 'mnt2']) fs.mkdirSync(path.join(dir, d));
   fs.writeFileSync(path.join(dir, 'lower', 'f'), 'x\n');
@@ -106,6 +114,48 @@ test('every operation answers as documented (live engine)', async (t) => {
   await expect('DELETE', '/v1/mounts/{id}', `/v1/mounts/${id}`, undefined, 204);
   await expect('DELETE', '/v1/mounts/{id}', `/v1/mounts/${id}`, undefined, 404);
   t.false(fs.existsSync(path.join(mnt, 'f')), 'unmounted');
+
+  // Containers (of a store of the test's own).
+  const C = '/v1/containers';
+  const lower = rootfs().lower;
+  await expect('GET', C, `${C}?all=true`, undefined, 200);
+  await expect('POST', C, C, { args: ['--lower', lower, '--bogus'], cwd: '/' }, 400);
+  await expect('POST', C, C, { args: ['no-such-image'], cwd: '/' }, 400);
+  const made = await expect('POST', C, C, { args: ['--name', 'api', '--lower', lower, '--', 'sh', '-c', 'trap "exit 5" TERM; echo hello; while :; do sleep 0.1; done'], cwd: '/' }, 201);
+  await expect('POST', C, C, { args: ['--name', 'api', '--lower', lower, '--', 'true'], cwd: '/' }, 409);
+  const cid = String(made.body?.Id);
+  await expect('GET', `${C}/{id}`, `${C}/api`, undefined, 200);
+  await expect('GET', `${C}/{id}`, `${C}/nosuch`, undefined, 404);
+  await expect('GET', `${C}/{id}/exec-info`, `${C}/api/exec-info`, undefined, 409);
+  await expect('POST', `${C}/{id}/start`, `${C}/${cid.slice(0, 8)}/start`, undefined, 204);
+  await expect('POST', `${C}/{id}/start`, `${C}/nosuch/start`, undefined, 404);
+  await expect('GET', `${C}/{id}/exec-info`, `${C}/api/exec-info`, undefined, 200);
+  await expect('POST', `${C}/{id}/kill`, `${C}/api/kill?signal=NOPE`, undefined, 400);
+  await expect('GET', `${C}/{id}/logs`, `${C}/api/logs?tail=x`, undefined, 400);
+  await expect('DELETE', `${C}/{id}`, `${C}/api`, undefined, 409);
+  for (let i = 0; i < 100; i++) {
+    const l = await e.api('GET', `${C}/api/logs`);
+    if (l.http === 200 && l.body?.log === 'hello\n') break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const logs = await e.api('GET', `${C}/api/logs?tail=1`);
+  seen.add(`GET ${C}/{id}/logs`);
+  t.is(logs.http, 200);
+  t.deepEqual(check('GET', `${C}/{id}/logs`, { http: 200, body: null }), [], 'a stream: no JSON body');
+  t.like(logs.body, { log: 'hello\n', stream: 'stdout' }, 'one record per line');
+  await expect('POST', `${C}/{id}/kill`, `${C}/api/kill?signal=TERM`, undefined, 204);
+  const w = await expect('POST', `${C}/{id}/wait`, `${C}/api/wait`, undefined, 200);
+  t.is(w.body?.StatusCode, 5);
+  await expect('POST', `${C}/{id}/kill`, `${C}/api/kill`, undefined, 409);
+  await expect('POST', `${C}/{id}/restart`, `${C}/api/restart?t=0`, undefined, 204);
+  await expect('POST', `${C}/{id}/stop`, `${C}/api/stop?t=0`, undefined, 204);
+  await expect('POST', `${C}/{id}/stop`, `${C}/api/stop?t=-1`, undefined, 400);
+  await expect('POST', `${C}/{id}/restart`, `${C}/nosuch/restart`, undefined, 404);
+  await expect('POST', `${C}/{id}/wait`, `${C}/nosuch/wait`, undefined, 404);
+  await expect('DELETE', `${C}/{id}`, `${C}/api?force=maybe`, undefined, 400);
+  await expect('DELETE', `${C}/{id}`, `${C}/api`, undefined, 204);
+  await expect('DELETE', `${C}/{id}`, `${C}/api`, undefined, 404);
+
   await expect('POST', '/v1/engine/stop', '/v1/engine/stop?force=nope', undefined, 400);
   await expect('POST', '/v1/engine/stop', '/v1/engine/stop', undefined, 202);
   t.deepEqual([...seen].sort(), documented(), 'every documented operation was exercised');

@@ -50,7 +50,8 @@ export function sandbox(t: ExecutionContext): Sandbox {
     if (left.length > 0) t.fail(`left behind: ${left.join('; ')}`);
     for (const pid of processesMentioning(sb.dir)) {
       try {
-        if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('__serve')) process.kill(pid, 'SIGKILL');
+        // Never the engine: it serves other tests' mounts (and is started with a clean environment).
+        if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('engine run')) process.kill(pid, 'SIGKILL');
       } catch {
         /* gone */
       }

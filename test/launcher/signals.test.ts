@@ -13,7 +13,7 @@ import { isRoot } from './_helpers.ts';
 
 const t0 = isRoot() ? test.serial : test.skip; // serial: each test starts real containers
 
-/** Wait until only the FUSE daemon of the sandbox (and its tsx compiler) is left: they go with the unmount. */
+/** Wait until nothing of the container is left but the engine (which serves on) and a tsx compiler. */
 async function containerGone(sb: { dir: string }): Promise<void> {
   const others = (): string[] =>
     processesMentioning(sb.dir)
@@ -21,10 +21,10 @@ async function containerGone(sb: { dir: string }): Promise<void> {
         try {
           return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ');
         } catch {
-          return '__serve'; // gone meanwhile
+          return 'engine run'; // gone meanwhile
         }
       })
-      .filter((c) => !c.includes('__serve') && !c.includes('esbuild --service')); // the daemon (under tsx)
+      .filter((c) => !c.includes('engine run') && !c.includes('esbuild --service')); // the engine; tsx's compiler
   try {
     await waitFor(() => others().length === 0, 20_000, 'the container to die');
   } catch {

@@ -1,0 +1,89 @@
+// `layerfs run -d`: a container of the engine (./container.ts), created and started through it.
+// The engine answers a forwarded `run -d` itself (detachedRunInEngine) unless the arguments need
+// the caller's environment (-e KEY, --env-file with a bare KEY): then the Node CLI sends its
+// environment along (runDetached).
+
+import type { ContainerApi } from '../engine/containers/routes.ts';
+import { ContainerError } from '../engine/containers/store.ts';
+import { isStoredImage } from './image.ts';
+import { parseRunArgs, RunError } from './options.ts';
+
+type Answer = { status: number; stdout: string; stderr: string };
+
+/** Parse run's arguments as if in `cwd` (relative --env-file paths; parsing is synchronous). */
+export function inDir<T>(cwd: string, f: () => T): T {
+  const old = process.cwd();
+  try {
+    process.chdir(cwd);
+  } catch (e) {
+    throw new ContainerError(`the working directory ${cwd}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 400);
+  }
+  try {
+    return f();
+  } finally {
+    process.chdir(old);
+  }
+}
+
+async function createAndStart(api: ContainerApi, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Answer> {
+  let id: string;
+  try {
+    id = api.create([...args], cwd, env).id;
+  } catch (e) {
+    if (e instanceof ContainerError) return { status: 125, stdout: '', stderr: `layerfs run: ${e.message}\n` };
+    throw e;
+  }
+  try {
+    await api.start(id);
+  } catch (e) {
+    if (!(e instanceof ContainerError)) throw e;
+    // docker: a container that fails to start stays (created), unless --rm.
+    const rm = (api.inspect(id) as { HostConfig: { AutoRemove: boolean } }).HostConfig.AutoRemove;
+    if (rm) await api.remove(id, true).catch(() => undefined);
+    return { status: 125, stdout: '', stderr: `layerfs run: ${e.message}\n` };
+  }
+  return { status: 0, stdout: `${id}\n`, stderr: '' };
+}
+
+/** In the engine: `run -d` of a forwarded command line; null when the Node CLI must do it. */
+export async function detachedRunInEngine(args: readonly string[], cwd: string, api: ContainerApi): Promise<Answer | null> {
+  let needsEnv = false;
+  const env = new Proxy({} as NodeJS.ProcessEnv, {
+    get: () => {
+      needsEnv = true;
+      return undefined;
+    },
+  });
+  let detach: boolean;
+  try {
+    detach = inDir(cwd, () => parseRunArgs(args, env, (n) => isStoredImage(n)).detach);
+  } catch (e) {
+    if (e instanceof RunError || e instanceof ContainerError) return null; // the Node CLI reports it as run does
+    throw e;
+  }
+  if (!detach || needsEnv) return null;
+  return createAndStart(api, args, cwd, {});
+}
+
+/** In the Node CLI: `run -d ARGS` through the engine's API, with this process' environment. */
+export async function runDetached(args: readonly string[]): Promise<number> {
+  const client = await import('../engine/client.ts');
+  await client.ensureEngine();
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  const made = await client.call('POST', '/v1/containers', { args, cwd: process.cwd(), env });
+  if (made.http !== 201) {
+    process.stderr.write(`layerfs run: ${String(made.body?.message ?? `the engine answered HTTP ${made.http}`).replace(/^layerfs: /, '')}\n`);
+    return 125;
+  }
+  const id = String(made.body?.Id);
+  const started = await client.call('POST', `/v1/containers/${id}/start`);
+  if (started.http !== 204) {
+    process.stderr.write(`layerfs run: ${String(started.body?.message ?? `the engine answered HTTP ${started.http}`).replace(/^layerfs: /, '')}\n`);
+    const info = await client.call('GET', `/v1/containers/${id}`);
+    if ((info.body?.HostConfig as { AutoRemove?: boolean } | undefined)?.AutoRemove) await client.call('DELETE', `/v1/containers/${id}?force=true`);
+    return 125;
+  }
+  process.stdout.write(`${id}\n`);
+  return 0;
+}
