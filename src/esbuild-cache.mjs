@@ -23,7 +23,7 @@ export function walkSources(dir, visit) {
  * The path of bundle `NAME-KEY.mjs` in `ROOT/node_modules/.cache/layerfs` (inside node_modules,
  * so that the bundle's external imports resolve from there), built first when missing:
  * `build(esbuild, outfile)` writes it to a temporary file that is then renamed into place, so
- * that no process ever runs half a bundle. `prune`: then remove the other bundles of NAME.
+ * that no process ever runs half a bundle. `prune`: then remove the other bundles of NAME that are a day old.
  * Throws when esbuild is missing or the cache is not writable.
  */
 export async function cachedBundle({ root, name, key, build, prune = false }) {
@@ -36,9 +36,17 @@ export async function cachedBundle({ root, name, key, build, prune = false }) {
   await build(esbuild, tmp);
   fs.renameSync(tmp, out);
   if (prune) {
+    // Only bundles a day old: a running engine may still start worker threads from the one it
+    // was started with (src/engine/isolate.ts), and another checkout may share this cache.
     const others = new RegExp(`^${name}-[0-9a-f]{16}\\.mjs$`);
+    const old = Date.now() - 24 * 3600 * 1000;
     for (const f of fs.readdirSync(dir)) {
-      if (others.test(f) && f !== path.basename(out)) fs.rmSync(path.join(dir, f), { force: true });
+      if (!others.test(f) || f === path.basename(out)) continue;
+      try {
+        if (fs.statSync(path.join(dir, f)).mtimeMs < old) fs.rmSync(path.join(dir, f), { force: true });
+      } catch {
+        /* raced with another pruner */
+      }
     }
   }
   return out;

@@ -76,7 +76,10 @@ export async function engineRunning(socket = enginePaths().socket): Promise<bool
 /** Start the engine in the background unless one answers; resolves once it serves. */
 export async function ensureEngine(): Promise<void> {
   const p = enginePaths();
-  if (await engineRunning(p.socket)) return;
+  if (await engineRunning(p.socket)) {
+    await warnIfStale(p.socket);
+    return;
+  }
   const [node, ...args] = CLI_START;
   const child = spawn(node!, [...ENGINE_NODE_FLAGS, ...args, 'engine', 'run', '--notify-fd', '3'], {
     detached: true,
@@ -103,13 +106,31 @@ export async function ensureEngine(): Promise<void> {
   throw new UserError(`layerfs: cannot start the engine: ${reply.replace(/^error: /, '').replace(/^layerfs engine: /, '') || `see ${p.log}`}`);
 }
 
+let warned = false;
+
+/** One line when the running engine was started from other sources than this command's. */
+async function warnIfStale(socket: string): Promise<void> {
+  if (warned) return;
+  warned = true;
+  try {
+    const v = await call('GET', '/v1/version', undefined, socket);
+    const { codeId } = await import('./server.ts');
+    const mine = codeId();
+    if (typeof v.body?.code === 'string' && v.body.code !== mine && mine !== 'src' && v.body.code !== 'src') {
+      process.stderr.write(`layerfs: the engine (pid ${String(v.body.pid)}) runs other code than this command (${v.body.code}, not ${mine}): 'layerfs engine stop' lets the next command start the new one\n`);
+    }
+  } catch {
+    /* the engine answers what it can */
+  }
+}
+
 /**
  * The engine's environment: what it needs from the starter's, nothing else (it outlives the
  * command that started it and serves everyone's mounts: a test's temporary paths, a user's
  * secrets have no business there).
  */
 export function engineEnv(from: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const keep = /^(PATH|LANG|LC_[A-Z]+|TZ|HOME|XDG_RUNTIME_DIR|LAYERFS_(ENGINE_DIR|STORE|NODE|NO_BUNDLE|ENGINE_THREADS|FUSE_DISPATCH|BACKEND))$/;
+  const keep = /^(PATH|LANG|LC_[A-Z]+|TZ|HOME|XDG_RUNTIME_DIR|XDG_DATA_HOME|LAYERFS_(ENGINE_DIR|STORE|NODE|NO_BUNDLE|ENGINE_THREADS|FUSE_DISPATCH|BACKEND))$/;
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(from)) if (keep.test(k) && v !== undefined) env[k] = v;
   env.MALLOC_ARENA_MAX = from.MALLOC_ARENA_MAX ?? '2';

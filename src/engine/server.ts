@@ -56,6 +56,12 @@ export interface EngineOptions {
   containers?: (deps: ContainerDeps) => ContainerApi;
 }
 
+/** Which build of the code runs: the bundle's name (its key hashes the sources), or 'src' under tsx. */
+export function codeId(): string {
+  const m = /\/(cli-[0-9a-f]{16}\.mjs)$/.exec(import.meta.url);
+  return m ? m[1]! : 'src';
+}
+
 function version(): string {
   try {
     return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -102,7 +108,11 @@ export async function runEngine(opts: EngineOptions): Promise<number> {
   const started = new Date().toISOString();
   let stopping: Promise<void> | null = null;
   let server: Server;
-  const storeRoot = process.env.LAYERFS_STORE || '/var/lib/layerfs';
+  // The store whose containers it runs: $LAYERFS_STORE, else root's /var/lib/layerfs (as the
+  // image store), else the user's own data directory.
+  const storeRoot =
+    process.env.LAYERFS_STORE ||
+    (process.getuid?.() === 0 ? '/var/lib/layerfs' : `${process.env.XDG_DATA_HOME || `${process.env.HOME || '/tmp'}/.local/share`}/layerfs`);
   const containers = opts.containers?.({
     storeRoot,
     env: process.env,
@@ -191,7 +201,7 @@ export function buildRoutes(d: RouteDeps): Route[] {
     {
       method: 'GET',
       path: `/${API_VERSION}/version`,
-      handler: () => ({ http: 200, body: { version: version(), api: API_VERSION, pid: process.pid, started: d.started, dir: d.dir, store: d.store } }),
+      handler: () => ({ http: 200, body: { version: version(), api: API_VERSION, pid: process.pid, started: d.started, dir: d.dir, store: d.store, code: codeId() } }),
     },
     {
       method: 'GET',

@@ -7,7 +7,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { mountFor } from '../helpers/mounts.ts';
+import { enginePid, mountFor, stopEngineIn } from '../helpers/mounts.ts';
 import { leftovers, runIn, sandbox, type Sandbox } from '../helpers/launcher.ts';
 import { rootfs } from '../helpers/rootfs.ts';
 import { isRoot } from './_helpers.ts';
@@ -64,7 +64,15 @@ t0('rootless with --lower: layers the caller owns, mounted through fusermount3, 
   }
   const open = (fs.statSync('/dev/fuse').mode & 0o006) === 0o006;
   const lower = `${path.join(layers, 'app')}:${path.join(layers, 'base')}`;
-  const r = await runIn(sb, ['--lower', lower, '--upper', upper, '--work', work, '--', '/bin/sh', '-c', 'id -u; cat /etc/motd; echo w > /root/w && echo write-ok; rm /etc/motd && echo rm-ok'], { asUid: NOBODY });
+  // The user's mounts are served by an engine of the user's own (the suite's is root's).
+  const engineDir = path.join(sb.dir, 'engine');
+  fs.mkdirSync(engineDir, { mode: 0o700 });
+  fs.chownSync(engineDir, NOBODY, NOBODY);
+  t.teardown(() => stopEngineIn(engineDir));
+  const r = await runIn(sb, ['--lower', lower, '--upper', upper, '--work', work, '--', '/bin/sh', '-c', 'id -u; cat /etc/motd; echo w > /root/w && echo write-ok; rm /etc/motd && echo rm-ok'], { asUid: NOBODY, env: { LAYERFS_ENGINE_DIR: engineDir } });
+  const engine = enginePid(engineDir);
+  if (open) t.is(engine !== null && fs.statSync(`/proc/${engine}`).uid, NOBODY, "the user's engine runs as the user");
+  await stopEngineIn(engineDir);
   if (open) {
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout, '0\napp layer motd\nwrite-ok\nrm-ok\n');

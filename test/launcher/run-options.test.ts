@@ -212,9 +212,8 @@ t0('bad new options through `layerfs run`: exit status 125, one line, nothing st
   const notDevice = path.join(sb.dir, 'plain');
   fs.writeFileSync(notDevice, '');
   const cases: [string[], string][] = [
-    [['-d'], 'layerfs run: -d/--restart need the engine, which this version of run does not use yet'],
-    [['--detach'], 'layerfs run: -d/--restart need the engine, which this version of run does not use yet'],
-    [['--restart', 'on-failure:2'], 'layerfs run: -d/--restart need the engine, which this version of run does not use yet'],
+    [['-d', '-t'], 'layerfs run: -t with -d is not supported yet (no attach): run it in the foreground, or without -t'],
+    [['--restart', 'on-failure:2'], 'layerfs run: --restart needs -d: the engine restarts a container it supervises'],
     [['--restart', 'always'], "layerfs run: --restart always: only 'no' and 'on-failure[:N]' are supported for now"],
     [['--name', 'no way'], "layerfs run: bad --name 'no way': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at most 128 characters"],
     [['-u', 'a:b:c'], "layerfs run: bad user 'a:b:c': expected NAME or UID, optionally with :GROUP or :GID"],

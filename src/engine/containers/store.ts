@@ -96,6 +96,10 @@ export class ContainerStore {
   constructor(storeRoot: string) {
     this.dir = path.join(storeRoot, 'containers');
     this.names = path.join(this.dir, 'names');
+  }
+
+  /** The directories, made at the first container (an engine that only mounts never needs them). */
+  private ensure(): void {
     fs.mkdirSync(this.names, { recursive: true, mode: 0o700 });
   }
 
@@ -105,6 +109,7 @@ export class ContainerStore {
 
   /** A new container's directory and records; the name claimed first (refused when taken). */
   create(c: Omit<ContainerConfig, 'id' | 'name' | 'created'> & { name?: string }): ContainerConfig {
+    this.ensure();
     const id = randomBytes(32).toString('hex');
     let name = c.name;
     if (name !== undefined) {
@@ -154,6 +159,7 @@ export class ContainerStore {
   }
 
   ids(): string[] {
+    if (!fs.existsSync(this.dir)) return [];
     return fs.readdirSync(this.dir).filter((n) => /^[0-9a-f]{64}$/.test(n) && fs.existsSync(this.pathOf(n, 'config.json')));
   }
 
@@ -215,6 +221,7 @@ export class ContainerStore {
 
   /** Leftovers of removals a crash interrupted. */
   sweep(): void {
+    if (!fs.existsSync(this.names)) return;
     for (const n of fs.readdirSync(this.dir)) if (n.startsWith('.removing-')) fs.rmSync(path.join(this.dir, n), { recursive: true, force: true });
     for (const n of fs.readdirSync(this.names)) {
       try {
