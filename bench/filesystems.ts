@@ -193,9 +193,8 @@ const layerfs: Runner = {
       pid,
       mem: () => memOf(pid),
       unmount: async () => {
+        // `layerfs umount` returns once the engine has let the mount go (the engine serves on).
         await run(layerfsBin, ['umount', d.mnt], { viaFiles: true, timeoutMs: 60_000 });
-        // `layerfs umount` waits for the daemon; make sure before the slot is removed.
-        for (let i = 0; i < 100 && Number.isFinite(memOf(pid)?.rssKiB); i++) await sleep(50);
       },
     });
   },

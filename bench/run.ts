@@ -19,6 +19,7 @@
 // every mount is unmounted in finally blocks and on SIGINT/SIGTERM.
 
 import * as fs from 'node:fs';
+import { stopEngine } from './engine.ts';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropCachesAllowed, loadavg, machine, runOk, versionOf } from './common.ts';
@@ -123,12 +124,18 @@ async function main(): Promise<number> {
   // Room for the sets (the big file twice), one copy-up of it at a time, the uppers.
   const { base: scratch, dir: work } = await makeScratch(args.quick ? 2 : 8, log);
   log(`bench: ${command}; scratch dir ${scratch}; load ${startMachine.load}`);
+  // layerfs' mounts are served by an engine of the run's own (started by the first mount,
+  // stopped at the end): its memory is what the memory rows report for layerfs.
+  const engineDir = path.join(scratch, 'engine');
+  fs.mkdirSync(engineDir, { mode: 0o700 });
+  process.env.LAYERFS_ENGINE_DIR = engineDir;
 
   // Run once, whoever asks first: the end of main, or a signal (main's finally then waits for it).
   let cleaning: Promise<void> | undefined;
   const cleanup = (): Promise<void> =>
     (cleaning ??= (async () => {
       await forceUnmountAll(scratch, log);
+      for (const note of stopEngine(path.join(ROOT, 'bin', 'layerfs'), engineDir, process.env)) log(`bench: ${note}`);
       const left = mountsBelow(scratch);
       if (left.length) {
         log(`bench: could not unmount ${left.join(', ')}; leaving ${scratch} in place`);
