@@ -66,8 +66,8 @@ export async function runKill(o: KillOptions): Promise<KillReport> {
   const engineDir = path.join(o.dir, 'engine');
   mk(engineDir);
   const spec = { lowers: c.lowers, upper: c.upper, work: c.work, mnt: c.mnt, timeoutMs: 60_000, engineDir };
-  await mountLayerfs(spec);
   try {
+    await mountLayerfs(spec); // inside: a failed first mount still stops the engine it started
     await kind.calibrate?.(c, r);
     const debug = process.env.LAYERFS_CRASH_DEBUG ? o.log : () => {};
     for (let i = 0; i < o.rounds; i++) {

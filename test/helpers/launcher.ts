@@ -51,7 +51,7 @@ export function sandbox(t: ExecutionContext): Sandbox {
     for (const pid of processesMentioning(sb.dir)) {
       try {
         // Never the engine: it serves other tests' mounts (and is started with a clean environment).
-        if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('engine run')) process.kill(pid, 'SIGKILL');
+        if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').includes('engine run')) process.kill(pid, 'SIGKILL');
       } catch {
         /* gone */
       }
