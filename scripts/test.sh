@@ -23,6 +23,9 @@ stop_engine() {
   rm -rf "$LAYERFS_ENGINE_DIR"
 }
 trap stop_engine EXIT
+# Started here, with a store of its own: an engine takes its store from the command that starts
+# it, and the tests' commands carry stores of their own that their teardowns remove.
+LAYERFS_STORE="$LAYERFS_ENGINE_DIR/store" bin/layerfs engine start
 out=$(mktemp)
 set +e
 npx ava "$@" 2>&1 | tee "$out"

@@ -94,6 +94,10 @@ export class Containers {
     this.store.sweep();
     const found: string[] = [];
     for (const id of this.store.ids()) {
+      if (this.store.config(id).attached) {
+        this.stillAttached(id); // its own command supervises it: gone only when that command is
+        continue;
+      }
       const s = this.store.state(id);
       if (s.status !== 'running' && s.status !== 'removing') continue;
       this.store.update(id, (x) => {
@@ -116,24 +120,36 @@ export class Containers {
     return found;
   }
 
-  /** `run -d`: a container from `layerfs run` arguments (the client's cwd and environment). */
-  create(args: string[], cwd: string, env: NodeJS.ProcessEnv): ContainerConfig {
+  /**
+   * `run -d`: a container from `layerfs run` arguments (the client's cwd and environment).
+   * `attached`: the pid of a foreground `layerfs run` that supervises it itself (see attach()).
+   */
+  create(args: string[], cwd: string, env: NodeJS.ProcessEnv, attached?: number, image?: string): ContainerConfig {
     if (!cwd.startsWith('/')) throw new ContainerError('the working directory must be absolute', 400);
     let opts: RunOptions;
     try {
-      opts = inDir(cwd, () => parseRunArgs(args, env, (name) => isStoredImage(name, this.deps.env)));
+      // A foreground run's image is in its command's store, which need not be the engine's.
+      const isImage = (name: string): boolean => (attached !== undefined && name === image) || isStoredImage(name, this.deps.env);
+      opts = inDir(cwd, () => parseRunArgs(args, env, isImage));
     } catch (e) {
       if (e instanceof RunError) throw new ContainerError(e.message.replace(/^layerfs run: /, ''), 400);
       throw e;
     }
     if (opts.help || opts.cleanupOnly) throw new ContainerError('--help and --cleanup are not containers', 400);
-    if (opts.tty) throw new ContainerError('-t with -d is not supported yet (no attach): run it in the foreground, or without -t', 400);
-    if (opts.interactive) throw new ContainerError('-i with -d is not supported yet (no attach)', 400);
-    if (opts.keep) throw new ContainerError('--keep is for a throw-away upper; a container keeps its upper until rm', 400);
-    opts = absolutize({ ...opts, detach: true }, cwd);
+    let supervisor: { pid: number; start: string } | undefined;
+    if (attached !== undefined) {
+      const start = processStart(attached);
+      if (start === null) throw new ContainerError(`no process ${attached} to supervise the container`, 400);
+      supervisor = { pid: attached, start };
+    } else {
+      if (opts.tty) throw new ContainerError('-t with -d is not supported yet (no attach): run it in the foreground, or without -t', 400);
+      if (opts.interactive) throw new ContainerError('-i with -d is not supported yet (no attach)', 400);
+      if (opts.keep) throw new ContainerError('--keep is for a throw-away upper; a container keeps its upper until rm', 400);
+    }
+    opts = absolutize({ ...opts, detach: attached === undefined }, cwd);
     let command = opts.command;
     let imageId: string | undefined;
-    if (opts.image !== undefined) {
+    if (opts.image !== undefined && supervisor === undefined) {
       const probe = structuredClone(opts);
       for (const fd of this.applyImage(probe)) fs.closeSync(fd);
       command = probe.command;
@@ -147,7 +163,9 @@ export class Containers {
       imageId,
       command,
       restart: opts.restart ?? { policy: 'no', maxRetries: 0 },
-      autoRemove: opts.rm,
+      // A foreground run keeps nothing after it ends, as before (its command removes it).
+      autoRemove: opts.rm || supervisor !== undefined,
+      ...(supervisor ? { attached: supervisor } : {}),
     });
     return rec;
   }
@@ -165,6 +183,7 @@ export class Containers {
   async start(ref: string): Promise<void> {
     const id = this.store.resolve(ref);
     if (this.live.has(id)) return; // docker: starting a running container is no error
+    if (this.store.config(id).attached) throw new ContainerError(`container ${this.store.config(id).name} is a foreground run's: its command supervises it`, 409);
     const cfg = this.store.config(id);
     const opts = structuredClone(cfg.options as RunOptions);
     const fds = opts.image !== undefined ? this.applyImage(opts) : [];
@@ -259,10 +278,78 @@ export class Containers {
     }
   }
 
+  /** A foreground run's container started: its PID 1 and what exec needs. */
+  attach(ref: string, runtime: RuntimeInfo): void {
+    const id = this.store.resolve(ref);
+    const c = this.store.config(id);
+    if (!c.attached) throw new ContainerError(`container ${c.name} is not a foreground run's`, 409);
+    if (!Number.isInteger(runtime?.pid) || processStart(runtime.pid) === null) throw new ContainerError(`no process ${String(runtime?.pid)} in container ${c.name}`, 400);
+    fs.writeFileSync(this.store.pathOf(id, 'runtime.json'), JSON.stringify({ ...runtime, startTime: processStart(runtime.pid) }) + '\n', { mode: 0o600 });
+    this.store.update(id, (s) => {
+      s.status = 'running';
+      s.pid = runtime.pid;
+      s.startedAt = new Date().toISOString();
+      s.mountpoint = runtime.root;
+    });
+  }
+
+  /**
+   * A foreground run's container whose command is gone without removing it (killed): removed
+   * now. Returns whether `id` still stands.
+   */
+  private stillAttached(id: string): boolean {
+    let c: ContainerConfig;
+    try {
+      c = this.store.config(id);
+    } catch {
+      return false;
+    }
+    if (!c.attached || processStart(c.attached.pid) === c.attached.start) return true;
+    try {
+      this.store.remove(id);
+    } catch {
+      /* raced with its command's own rm */
+    }
+    return false;
+  }
+
+  /** The host pid of a running foreground container's PID 1 (checked against pid reuse), or null. */
+  private attachedPid(id: string): number | null {
+    if (!this.stillAttached(id)) return null;
+    const s = this.store.state(id);
+    if (s.status !== 'running' || !s.pid) return null;
+    try {
+      const rt = JSON.parse(fs.readFileSync(this.store.pathOf(id, 'runtime.json'), 'utf8')) as { startTime?: string };
+      return processStart(s.pid) === rt.startTime ? s.pid : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Wait until a foreground container's command has removed it (or died); false on timeout. */
+  private async attachedGone(id: string, ms: number): Promise<boolean> {
+    const end = Date.now() + ms;
+    while (this.stillAttached(id) && this.attachedPid(id) !== null) {
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return true;
+  }
+
   /** stop: SIGTERM (the image's STOPSIGNAL is not kept yet), SIGKILL after `timeout` seconds. */
   async stop(ref: string, timeout = 10): Promise<void> {
     const id = this.store.resolve(ref);
     const live = this.live.get(id);
+    const pid = live ? null : this.attachedPid(id);
+    if (pid !== null) {
+      process.kill(pid, 'SIGTERM');
+      if (!(await this.attachedGone(id, timeout * 1000))) {
+        const again = this.attachedPid(id);
+        if (again !== null) process.kill(again, 'SIGKILL');
+        await this.attachedGone(id, 10_000);
+      }
+      return;
+    }
     if (!live) return; // docker: stopping a stopped container is no error
     live.stopping = true;
     live.launch.signal('SIGTERM');
@@ -288,12 +375,18 @@ export class Containers {
     const name = /^\d+$/.test(sig) ? Object.entries((await import('node:os')).constants.signals).find(([, n]) => String(n) === sig)?.[0] : sig;
     if (!name || !SIGNALS.has(name)) throw new ContainerError(`invalid signal: ${signal}`, 400);
     const live = this.live.get(id);
+    const pid = live ? null : this.attachedPid(id);
+    if (pid !== null) {
+      process.kill(pid, name as NodeJS.Signals);
+      return;
+    }
     if (!live) throw new ContainerError(`container ${this.store.config(id).name} is not running`);
     if (name === 'SIGKILL' || name === 'SIGTERM' || name === 'SIGINT' || name === 'SIGQUIT') live.stopping = true;
     live.launch.signal(name as NodeJS.Signals);
   }
 
   async restart(ref: string, timeout = 10): Promise<void> {
+    if (this.store.config(this.store.resolve(ref)).attached) throw new ContainerError('a foreground run cannot be restarted: its command supervises it', 409);
     await this.stop(ref, timeout);
     await this.start(ref);
   }
@@ -301,6 +394,7 @@ export class Containers {
   /** Resolves with the exit status once the container is not running. */
   async wait(ref: string): Promise<number> {
     const id = this.store.resolve(ref);
+    if (this.store.config(id).attached) throw new ContainerError('wait on a foreground run: its own command reports its exit status', 409);
     if (!this.live.has(id)) return this.store.state(id).exitCode ?? 0;
     return new Promise((resolve) => {
       const set = this.waiters.get(id) ?? new Set();
@@ -311,6 +405,22 @@ export class Containers {
 
   async remove(ref: string, force = false): Promise<string> {
     const id = this.store.resolve(ref);
+    const attached = this.store.config(id).attached;
+    if (attached) {
+      // Its own command removes it when it ends; rm -f kills it first (the command then finds it gone).
+      const pid = this.attachedPid(id);
+      if (pid !== null) {
+        if (!force) throw new ContainerError(`cannot remove container ${this.store.config(id).name}: it is running (stop it first, or rm -f)`);
+        process.kill(pid, 'SIGKILL');
+        await this.attachedGone(id, 10_000);
+      }
+      try {
+        this.store.remove(id);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      return id;
+    }
     const live = this.live.get(id);
     if (live && !force) {
       throw new ContainerError(`cannot remove container ${this.store.config(id).name}: it is running (stop it first, or rm -f)`);
@@ -332,6 +442,7 @@ export class Containers {
   list(all: boolean): ContainerSummary[] {
     const out: ContainerSummary[] = [];
     for (const id of this.store.ids()) {
+      if (!this.stillAttached(id)) continue;
       let c: ContainerConfig;
       let s: ContainerState;
       try {
@@ -378,6 +489,10 @@ export class Containers {
   /** What `exec` needs to join the running container `ref`. */
   runtime(ref: string): RuntimeInfo & { id: string; name: string } {
     const id = this.store.resolve(ref);
+    if (this.attachedPid(id) !== null) {
+      const rt = JSON.parse(fs.readFileSync(this.store.pathOf(id, 'runtime.json'), 'utf8')) as RuntimeInfo;
+      return { ...rt, id, name: this.store.config(id).name };
+    }
     const live = this.live.get(id);
     if (!live?.runtime) throw new ContainerError(`container ${this.store.config(id).name} is not running`);
     return { ...live.runtime, id, name: this.store.config(id).name };

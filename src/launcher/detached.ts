@@ -7,6 +7,7 @@ import type { ContainerApi } from '../engine/containers/routes.ts';
 import { ContainerError } from '../engine/containers/store.ts';
 import { isStoredImage } from './image.ts';
 import { parseRunArgs, RunError } from './options.ts';
+import type { RuntimeInfo } from './run.ts';
 
 type Answer = { status: number; stdout: string; stderr: string };
 
@@ -63,6 +64,30 @@ export async function detachedRunInEngine(args: readonly string[], cwd: string, 
   }
   if (!detach || needsEnv) return null;
   return createAndStart(api, args, cwd, {});
+}
+
+/**
+ * A foreground `layerfs run ARGS` as a container of the engine while it runs: the record
+ * (named, listed), then attach() once CMD runs, remove() at its end. Its output, signals and
+ * exit status stay this command's. Throws the engine's refusal (a name in use) as run's error.
+ */
+export async function registerForeground(args: readonly string[], image?: string): Promise<{ id: string; attach(rt: RuntimeInfo): Promise<void>; remove(): Promise<void> } | null> {
+  const client = await import('../engine/client.ts');
+  await client.ensureEngine();
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  const made = await client.call('POST', '/v1/containers', { args, cwd: process.cwd(), env, attached: process.pid, ...(image !== undefined ? { image } : {}) });
+  if (made.http !== 201) throw new RunError(`layerfs run: ${String(made.body?.message ?? `the engine answered HTTP ${made.http}`).replace(/^layerfs: /, '')}`);
+  const id = String(made.body?.Id);
+  return {
+    id,
+    attach: async (rt) => {
+      await client.call('POST', `/v1/containers/${id}/attach`, { runtime: rt }).catch(() => undefined);
+    },
+    remove: async () => {
+      await client.call('DELETE', `/v1/containers/${id}?force=true`).catch(() => undefined);
+    },
+  };
 }
 
 /** In the Node CLI: `run -d ARGS` through the engine's API, with this process' environment. */

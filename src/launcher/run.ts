@@ -589,10 +589,26 @@ export async function cmdRun(argv: string[]): Promise<number> {
       return problems.length > 0 ? 1 : 0;
     }
     // IMAGE: its layers and config; the layers stay locked (shared) while the container runs.
+    const image = opts.image;
     const held = opts.image !== undefined ? applyImage(opts) : [];
+    // A container of the engine while it runs (ps lists it; stop, kill and exec reach it); this
+    // command supervises it and removes it at its end, as before.
+    const { registerForeground } = await import('./detached.ts');
+    let reg: Awaited<ReturnType<typeof registerForeground>>;
     try {
-      return await new Launch(opts).run();
+      reg = await registerForeground(argv, image);
+    } catch (e) {
+      for (const fd of held) fs.closeSync(fd);
+      throw e;
+    }
+    try {
+      const hooks = reg ? { ...CLI_HOOKS, id: process.env.LAYERFS_RUN_ID ?? reg.id.slice(0, 12) } : CLI_HOOKS;
+      if (reg) opts.hostname ??= reg.id.slice(0, 12); // docker's host name: the short ID
+      const launch = new Launch(opts, hooks);
+      if (reg) void launch.started.then((rt) => reg.attach(rt), () => undefined);
+      return await launch.run();
     } finally {
+      await reg?.remove();
       for (const fd of held) fs.closeSync(fd);
     }
   } catch (e) {

@@ -184,3 +184,32 @@ test('kill -9 of the engine: its containers are exited (137) for the next engine
   await until('its second run', async () => (await e.layerfs(['logs', 'survivor'])).stdout === '1\n2\n');
   t.is((await inspect(e, 'survivor')).State.Status, 'running');
 });
+
+test('a foreground run is a container while it runs: ps lists it, exec and stop reach it, its end removes it', async (t) => {
+  const e = engine(t);
+  const { spawn } = await import('node:child_process');
+  const { layerfsBin } = await import('../helpers/mounts.ts');
+  const fg = spawn(layerfsBin, ['run', '--name', 'fg', '--lower', rootfs().lower, '--', 'sh', '-c', 'echo up; trap "echo term; exit 9" TERM; while :; do sleep 0.1; done'], {
+    env: { ...process.env, ...e.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  fg.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => fg.on('exit', (code) => r(code)));
+  t.teardown(() => {
+    if (fg.exitCode === null) fg.kill('SIGKILL');
+  });
+  await until('it to run', async () => out === 'up\n');
+  await until('ps to list it', async () => /Up .* fg\n/.test(await ok(e, ['ps'])));
+  const info = await inspect(e, 'fg');
+  t.is(info.State.Status, 'running');
+  t.true(processAlive(info.State.Pid));
+  t.is((await ok(e, ['exec', 'fg', 'hostname'])).trim(), info.Id.slice(0, 12), "its host name is the short ID, as docker's");
+  const other = await e.layerfs(['run', '--name', 'fg', '--lower', rootfs().lower, '--', 'true']);
+  t.is(other.code, 125, 'the name is taken while it runs');
+  t.regex(other.stderr, /the container name "fg" is already in use/);
+  t.is((await ok(e, ['stop', '-t', '5', 'fg'])).trim(), 'fg');
+  t.is(await exited, 9, "the foreground command's exit status is its CMD's");
+  t.is(out, 'up\nterm\n', 'its output stayed the command\'s');
+  t.is((await ok(e, ['ps', '-aq'])).trim(), '', 'removed at its end, as a foreground run always was');
+});

@@ -9,7 +9,8 @@ import { ContainerError } from './store.ts';
 
 export interface ContainerApi {
   recover(): Promise<string[]>;
-  create(args: string[], cwd: string, env: NodeJS.ProcessEnv): { id: string; name: string };
+  create(args: string[], cwd: string, env: NodeJS.ProcessEnv, attached?: number, image?: string): { id: string; name: string };
+  attach(ref: string, runtime: never): void;
   start(ref: string): Promise<void>;
   stop(ref: string, timeout?: number): Promise<void>;
   kill(ref: string, signal?: string): Promise<void>;
@@ -58,8 +59,21 @@ export function containerRoutes(c: ContainerApi): Route[] {
         const args = strList(body, 'args');
         const cwd = str(body, 'cwd', { max: 4096 })!;
         if (!cwd.startsWith('/')) throw new ApiError(400, "'cwd' must be an absolute path");
-        const made = await containerErrors(() => c.create(args, cwd, env(body)), 125);
+        const attached = body.attached;
+        if (attached !== undefined && (!Number.isInteger(attached) || (attached as number) <= 0)) throw new ApiError(400, "'attached' must be the pid of the supervising command");
+        const image = str(body, 'image', { optional: true, max: 4096 });
+        const made = await containerErrors(() => c.create(args, cwd, env(body), attached as number | undefined, image), 125);
         return { http: 201, body: { Id: made.id, Name: made.name } };
+      },
+    },
+    {
+      method: 'POST',
+      path: `${base}/{id}/attach`,
+      handler: async (x) => {
+        const body = await x.body();
+        if (typeof body.runtime !== 'object' || body.runtime === null) throw new ApiError(400, "'runtime' must be an object");
+        await containerErrors(() => c.attach(x.params.id!, body.runtime as never));
+        return { http: 204 };
       },
     },
     { method: 'GET', path: `${base}/{id}`, handler: async (x) => ({ http: 200, body: await containerErrors(() => c.inspect(x.params.id!)) }) },

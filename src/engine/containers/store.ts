@@ -41,6 +41,11 @@ export interface ContainerConfig {
   command: string[];
   restart: RestartPolicy;
   autoRemove: boolean;
+  /**
+   * A foreground `layerfs run`: that command supervises it (its output and signals are the
+   * command's), and it is listed while it runs; the engine only signals it (stop, kill, rm -f).
+   */
+  attached?: { pid: number; start: string };
 }
 
 export interface ContainerState {
