@@ -62,6 +62,23 @@ function absolutize(o: RunOptions, cwd: string): RunOptions {
   };
 }
 
+/** Whether `pid` descends from `ancestor` (strictly), following parent pids. */
+function descendantOf(pid: number, ancestor: number): boolean {
+  let p = pid;
+  for (let i = 0; i < 32; i++) {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+    } catch {
+      return false;
+    }
+    p = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (p === ancestor) return true;
+    if (p <= 1) return false;
+  }
+  return false;
+}
+
 function ago(iso: string | null): string {
   if (!iso) return '';
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -284,6 +301,8 @@ export class Containers {
     const c = this.store.config(id);
     if (!c.attached) throw new ContainerError(`container ${c.name} is not a foreground run's`, 409);
     if (!Number.isInteger(runtime?.pid) || processStart(runtime.pid) === null) throw new ContainerError(`no process ${String(runtime?.pid)} in container ${c.name}`, 400);
+    // Only a descendant of the supervising command: stop and kill signal this pid.
+    if (!descendantOf(runtime.pid, c.attached.pid)) throw new ContainerError(`process ${runtime.pid} is not one of the supervising command's (${c.attached.pid})`, 400);
     fs.writeFileSync(this.store.pathOf(id, 'runtime.json'), JSON.stringify({ ...runtime, startTime: processStart(runtime.pid) }) + '\n', { mode: 0o600 });
     this.store.update(id, (s) => {
       s.status = 'running';

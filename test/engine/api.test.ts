@@ -4,6 +4,7 @@
 
 import test from 'ava';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildRoutes } from '../../src/engine/server.ts';
@@ -152,6 +153,17 @@ test('every operation answers as documented (live engine)', async (t) => {
   await expect('POST', `${C}/{id}/stop`, `${C}/api/stop?t=-1`, undefined, 400);
   await expect('POST', `${C}/{id}/restart`, `${C}/nosuch/restart`, undefined, 404);
   await expect('POST', `${C}/{id}/wait`, `${C}/nosuch/wait`, undefined, 404);
+  // A foreground run's record: created for a live pid (ours), attached, removed.
+  const fg = await expect('POST', C, C, { args: ['--lower', lower, '--', 'true'], cwd: '/', attached: process.pid }, 201);
+  await expect('POST', C, C, { args: ['--lower', lower, '--', 'true'], cwd: '/', attached: -1 }, 400);
+  await expect('POST', `${C}/{id}/attach`, `${C}/api/attach`, { runtime: { pid: 1 } }, 409);
+  await expect('POST', `${C}/{id}/attach`, `${C}/${String(fg.body?.Id)}/attach`, { runtime: 'x' }, 400);
+  await expect('POST', `${C}/{id}/attach`, `${C}/nosuch/attach`, { runtime: {} }, 404);
+  await expect('POST', `${C}/{id}/attach`, `${C}/${String(fg.body?.Id)}/attach`, { runtime: { pid: 1, root: '/', env: [] } }, 400); // not ours
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.teardown(() => void child.kill('SIGKILL'));
+  await expect('POST', `${C}/{id}/attach`, `${C}/${String(fg.body?.Id)}/attach`, { runtime: { pid: child.pid, root: '/', env: [] } }, 204);
+  await expect('DELETE', `${C}/{id}`, `${C}/${String(fg.body?.Id)}`, undefined, 409);
   await expect('DELETE', `${C}/{id}`, `${C}/api?force=maybe`, undefined, 400);
   await expect('DELETE', `${C}/{id}`, `${C}/api`, undefined, 204);
   await expect('DELETE', `${C}/{id}`, `${C}/api`, undefined, 404);
