@@ -235,6 +235,61 @@ function startupRows(): [string, number[]][] {
 }
 
 // ------------------------------------------------------------------------------------------
+// 0. run --rm /bin/true: layerfs against podman (fuse-overlayfs, and layerfs as its
+//    mount_program), on the same busybox base layer, interleaved
+
+interface RunRows {
+  podmanFo: number[];
+  podmanLf: number[];
+  layerfs: number[];
+}
+
+function runRows(): RunRows | null {
+  for (const tool of ['podman', 'runc']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
+      notes.push(`no ${tool} (scripts/podman-setup.sh installs podman and runc): no run --rm row`);
+      return null;
+    }
+  }
+  const dir = path.join(tmp, 'podman');
+  for (const d of ['tmp', 'net']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${dir}/root"\nrunroot = "${dir}/runroot"\n`);
+  fs.writeFileSync(path.join(dir, 'containers.conf'), `[engine]\nimage_copy_tmp_dir = "${dir}/tmp"\n[network]\nnetwork_config_dir = "${dir}/net"\n`);
+  const eng = engine('engine-run');
+  const env = { ...eng.env, CONTAINERS_CONF: path.join(dir, 'containers.conf'), CONTAINERS_STORAGE_CONF: path.join(dir, 'storage.conf'), CONTAINERS_REGISTRIES_CONF: '/dev/null' };
+  const global = ['--root', `${dir}/root`, '--runroot', `${dir}/runroot`, '--tmpdir', `${dir}/libpod`, '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', '--network-backend', 'netavark', '--storage-driver', 'overlay'];
+  const mp = (prog: string) => [...global, '--storage-opt', `overlay.mount_program=${prog}`];
+  const image = 'localhost/layerfs-bench:1';
+  const base = `${layers}/base`;
+  const imp = spawnSync('sh', ['-c', `tar -C "$0" -c . | podman "$@" import - ${image}`, base, ...mp('/usr/bin/fuse-overlayfs')], { env, stdio: ['ignore', 'ignore', errFd] });
+  if (imp.status !== 0) {
+    notes.push(`podman import of ${base} failed (exit ${imp.status}; see the run's stderr): no run --rm row`);
+    return null;
+  }
+  const opts = ['--network', 'none', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768'];
+  const r: RunRows = { podmanFo: [], podmanLf: [], layerfs: [] };
+  const steps: [keyof RunRows, () => void][] = [
+    ['podmanFo', () => sh('podman', [...mp('/usr/bin/fuse-overlayfs'), 'run', '--rm', ...opts, image, '/bin/true'], env)],
+    ['podmanLf', () => sh('podman', [...mp(layerfs), 'run', '--rm', ...opts, image, '/bin/true'], env)],
+    ['layerfs', () => sh(layerfs, ['run', '--rm', '--lower', base, '--', '/bin/true'], eng.env)],
+  ];
+  try {
+    for (let i = 0; i < N + 1; i++) {
+      // A rotating order, so that drift and caches hit each alike; the first round warms up.
+      for (let k = 0; k < steps.length; k++) {
+        const [key, f] = steps[(i + k) % steps.length]!;
+        const ms = timeMs(f);
+        if (i > 0) r[key].push(ms);
+      }
+    }
+  } finally {
+    spawnSync('podman', [...mp('/usr/bin/fuse-overlayfs'), 'rm', '-af', '-t', '0'], { env, stdio: 'ignore' });
+    spawnSync('podman', [...mp('/usr/bin/fuse-overlayfs'), 'rmi', '-af'], { env, stdio: 'ignore' });
+  }
+  return r;
+}
+
+// ------------------------------------------------------------------------------------------
 // 1. mount + first read + unmount: fuse-overlayfs against a warm engine, interleaved
 
 interface Cycle {
@@ -576,8 +631,10 @@ async function main(): Promise<void> {
   let idle: { fo: IdleMem; lf: IdleMem; lfAll: IdleMem };
   let storms: Storm[];
   let uncached: Storm[];
+  let runs: RunRows | null;
   try {
     rows = startupRows();
+    runs = runRows();
     cycles = mountCycles();
     // Its biggest part, for reference: a layerfs mount and unmount on their own (warm engine).
     rows.push(['  of which: layerfs mount + umount', cycles.lf.mount.map((m, i) => m + cycles.lf.umount[i]!)]);
@@ -608,6 +665,12 @@ async function main(): Promise<void> {
   const out = [
     markdownRow(['target', 'unit', 'runs', 'fuse-overlayfs', 'layerfs', 'layerfs / fuse-overlayfs', 'target']),
     '| --- | --- | ---: | ---: | ---: | ---: | --- |',
+    ...(runs
+      ? [
+          targetRow('run --rm /bin/true: layerfs run --lower base, against podman run --rm (fuse-overlayfs), median', 'ms', N, median(runs.podmanFo), median(runs.layerfs), 1, 0.7),
+          targetRow('  podman run --rm with layerfs as its mount_program, against fuse-overlayfs (reference)', 'ms', N, median(runs.podmanFo), median(runs.podmanLf), 1),
+        ]
+      : []),
     targetRow('mount + first read + unmount (warm engine), median', 'ms', N, median(c.fo.total), median(c.lf.total), 1, 2),
     targetRow('  of which mount', 'ms', N, median(c.fo.mount), median(c.lf.mount), 1),
     targetRow('  of which first read (cat MNT/etc/passwd)', 'ms', N, median(c.fo.read), median(c.lf.read), 1),
@@ -632,6 +695,10 @@ async function main(): Promise<void> {
   console.log(
     `- stat storms: median of ${STORM_ROUNDS} rounds after a warm-up round, the three in a rotating order; each process stats its mount's ${FILES} files once (warm) before the clock starts; wall min-max: ${spread(storms)} ms; timeout=0: ${spread(uncached)} ms`,
   );
+  if (runs) {
+    const m = median(runs.layerfs);
+    console.log(`- run --rm /bin/true: layerfs run ${m.toFixed(0)} ms median (target ≤ 150 ms: ${m <= 150 ? 'met' : 'not met'}), podman with fuse-overlayfs ${median(runs.podmanFo).toFixed(0)} ms, podman with layerfs ${median(runs.podmanLf).toFixed(0)} ms; ${N} rounds each after a warm-up round, in a rotating order, on the busybox base layer (podman: imported with podman import)`);
+  }
   console.log(`- mount cycles: fresh upper/work per round, ${N} rounds after a warm-up round, the two alternating who goes first; min of the whole: fuse-overlayfs ${Math.min(...c.fo.total).toFixed(1)} ms, layerfs ${Math.min(...c.lf.total).toFixed(1)} ms`);
   for (const n of notes) console.log(`- note: ${n}`);
 }

@@ -69,15 +69,24 @@ export async function detachedRunInEngine(args: readonly string[], cwd: string, 
 /**
  * A foreground `layerfs run ARGS` as a container of the engine while it runs: the record
  * (named, listed), then attach() once CMD runs, remove() at its end. Its output, signals and
- * exit status stay this command's. Throws the engine's refusal (a name in use) as run's error.
+ * exit status stay this command's. Throws the engine's refusal of the name (in use) as run's
+ * error; without an engine it may talk to, or a store it can keep records in, null: the run
+ * goes on unlisted, as before.
  */
 export async function registerForeground(args: readonly string[], image?: string): Promise<{ id: string; attach(rt: RuntimeInfo): Promise<void>; remove(): Promise<void> } | null> {
   const client = await import('../engine/client.ts');
-  await client.ensureEngine();
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  const made = await client.call('POST', '/v1/containers', { args, cwd: process.cwd(), env, attached: process.pid, ...(image !== undefined ? { image } : {}) });
-  if (made.http !== 201) throw new RunError(`layerfs run: ${String(made.body?.message ?? `the engine answered HTTP ${made.http}`).replace(/^layerfs: /, '')}`);
+  let made: Awaited<ReturnType<typeof client.call>>;
+  try {
+    await client.ensureEngine();
+    made = await client.call('POST', '/v1/containers', { args, cwd: process.cwd(), env, attached: process.pid, ...(image !== undefined ? { image } : {}) });
+  } catch {
+    // No engine this user may talk to (a --rootfs run needs none): the run goes on, unlisted.
+    return null;
+  }
+  if (made.http === 409) throw new RunError(`layerfs run: ${String(made.body?.message ?? 'the name is in use').replace(/^layerfs: /, '')}`);
+  if (made.http !== 201) return null; // the engine cannot keep a record (its store): unlisted, as before
   const id = String(made.body?.Id);
   return {
     id,
