@@ -251,7 +251,8 @@ function runRows(): RunRows | null {
       return null;
     }
   }
-  const dir = path.join(tmp, 'podman');
+  // podman refuses a runroot path over 50 characters: a short directory of its own.
+  const dir = fs.mkdtempSync('/var/tmp/lfsb-');
   for (const d of ['tmp', 'net']) fs.mkdirSync(path.join(dir, d), { recursive: true });
   fs.writeFileSync(path.join(dir, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${dir}/root"\nrunroot = "${dir}/runroot"\n`);
   fs.writeFileSync(path.join(dir, 'containers.conf'), `[engine]\nimage_copy_tmp_dir = "${dir}/tmp"\n[network]\nnetwork_config_dir = "${dir}/net"\n`);
@@ -261,9 +262,12 @@ function runRows(): RunRows | null {
   const mp = (prog: string) => [...global, '--storage-opt', `overlay.mount_program=${prog}`];
   const image = 'localhost/layerfs-bench:1';
   const base = `${layers}/base`;
-  const imp = spawnSync('sh', ['-c', `tar -C "$0" -c . | podman "$@" import - ${image}`, base, ...mp('/usr/bin/fuse-overlayfs')], { env, stdio: ['ignore', 'ignore', errFd] });
+  const imp = spawnSync('sh', ['-c', `tar -C "$0" -c . | podman "$@" import - ${image}`, base, ...mp('/usr/bin/fuse-overlayfs')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   if (imp.status !== 0) {
-    notes.push(`podman import of ${base} failed (exit ${imp.status}; see the run's stderr): no run --rm row`);
+    const why = imp.stderr.toString().trim().split('\n').pop() ?? '';
+    notes.push(`podman import of ${base} failed (exit ${imp.status}: ${why}): no run --rm row`);
+    unmountBelow(dir);
+    removeDir(dir);
     return null;
   }
   const opts = ['--network', 'none', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768'];
@@ -285,6 +289,8 @@ function runRows(): RunRows | null {
   } finally {
     spawnSync('podman', [...mp('/usr/bin/fuse-overlayfs'), 'rm', '-af', '-t', '0'], { env, stdio: 'ignore' });
     spawnSync('podman', [...mp('/usr/bin/fuse-overlayfs'), 'rmi', '-af'], { env, stdio: 'ignore' });
+    unmountBelow(dir);
+    removeDir(dir);
   }
   return r;
 }
