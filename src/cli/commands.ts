@@ -1,8 +1,9 @@
 // The command table: every layerfs command with its one-line summary, its usage text (what
 // `layerfs CMD --help` prints), its options (a util.parseArgs spec, see args.ts) and its
 // handler. Handlers load their modules when they run, so that a start-up (podman runs layerfs
-// for every container; mount.fuse3 for every fstab mount) loads only this table, args.ts and
-// mount.ts (which imports only config.ts). `layerfs --help` lists the table.
+// for every container; mount.fuse3 for every fstab mount) loads only this table, args.ts,
+// mount.ts (which imports only config.ts) and containers.ts (the container commands' table; it
+// loads what their handlers need when they run). `layerfs --help` lists the table.
 
 import { splitLowerdirs } from '../config.ts';
 import type { Route } from './main.ts';
@@ -368,11 +369,7 @@ Prints 'layerfs VERSION'.`,
     options: {},
     args: { min: 0, max: 0, error: 'takes no arguments' },
     run: async () => {
-      const { readFileSync } = await import('node:fs');
-      const { join } = await import('node:path');
-      const { ROOT } = await import('../root.ts');
-      const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-      process.stdout.write(`layerfs ${pkg.version}\n`);
+      process.stdout.write(`layerfs ${(await import('../root.ts')).packageVersion()}\n`);
       return 0;
     },
   },

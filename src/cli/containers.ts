@@ -7,7 +7,6 @@
 
 import type { ContainerApi } from '../engine/containers/routes.ts';
 import type { LogRecord } from '../engine/containers/logs.ts';
-import { ContainerError } from '../engine/containers/store.ts';
 import { UsageError, parseCommandArgs, type Args, type OptionSpec } from './args.ts';
 
 export interface ContainerCommand {
@@ -101,12 +100,6 @@ function tailOf(a: Args): number | undefined {
 
 const short = (id: string): string => id.slice(0, 12);
 
-/** docker's "About a minute ago" style, simplified: "N seconds/minutes/hours/days ago". */
-function since(iso: string): string {
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  const [n, unit] = s < 60 ? [s, 'second'] : s < 3600 ? [Math.round(s / 60), 'minute'] : s < 172800 ? [Math.round(s / 3600), 'hour'] : [Math.round(s / 86400), 'day'];
-  return `${n} ${unit}${n === 1 ? '' : 's'} ago`;
-}
 
 interface Summary {
   Id: string;
@@ -117,10 +110,10 @@ interface Summary {
   Status: string;
 }
 
-function table(rows: Summary[], noTrunc: boolean): string {
+function table(rows: Summary[], noTrunc: boolean, elapsed: (iso: string) => string): string {
   const cut = (s: string, n: number): string => (noTrunc || s.length <= n ? s : `${s.slice(0, n - 1)}…`);
   const cols = ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES'];
-  const data = rows.map((r) => [noTrunc ? r.Id : short(r.Id), cut(r.Image, 30), `"${cut(r.Command, 20)}"`, since(r.CreatedAt), r.Status, r.Names]);
+  const data = rows.map((r) => [noTrunc ? r.Id : short(r.Id), cut(r.Image, 30), `"${cut(r.Command, 20)}"`, `${elapsed(r.CreatedAt)} ago`, r.Status, r.Names]);
   const width = cols.map((h, i) => Math.max(h.length, ...data.map((d) => d[i]!.length)));
   const line = (cells: string[]): string => cells.map((x, i) => (i === cells.length - 1 ? x : x.padEnd(width[i]! + 3))).join('') + '\n';
   return line(cols) + data.map(line).join('');
@@ -141,6 +134,8 @@ export function formatLog(records: readonly LogRecord[], timestamps: boolean): {
 export async function runContainerCommand(name: string, argv: readonly string[], api: ContainerApi): Promise<Answer | null> {
   const cmd = CONTAINER_COMMANDS.find((x) => x.name === name);
   if (!cmd || wantsHelp(argv)) return null;
+  // Here, not at the top: commands.ts imports this file's table at every start-up.
+  const { ContainerError, elapsed } = await import('../engine/containers/store.ts');
   let out = '';
   let err = '';
   let status = 0;
@@ -171,7 +166,7 @@ export async function runContainerCommand(name: string, argv: readonly string[],
       if (format !== undefined && format !== 'json' && format !== 'table') return { status: 2, stdout: '', stderr: `layerfs ps: --format '${format}': json or table\n` };
       if (a.flag('quiet')) out = rows.map((r) => (a.flag('no-trunc') ? r.Id : short(r.Id)) + '\n').join('');
       else if (format === 'json') out = rows.map((r) => JSON.stringify(r) + '\n').join('');
-      else out = table(rows, a.flag('no-trunc'));
+      else out = table(rows, a.flag('no-trunc'), elapsed);
       break;
     }
     case 'logs': {

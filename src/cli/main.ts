@@ -4,8 +4,8 @@
 // (UserError.status: explain 1/3/4, trace 3, image errors 1; `run` 125 for its usage errors as
 // docker, else CMD's status).
 
-import { ConfigError } from '../config.ts';
 import { UsageError, parseCommandArgs } from './args.ts';
+import { failureOf } from './failure.ts';
 import { COMMANDS, findCommand, topUsage, unknownCommand, unknownSubcommand, usageOf, type Command } from './commands.ts';
 import { isFuse3Shape, looksLikeMount, namesLowerdirs } from './mount.ts';
 
@@ -108,23 +108,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 /** Report a failure as one line on stderr; returns the exit status. */
 export async function reportFailure(e: unknown): Promise<number> {
-  if (e instanceof UsageError || e instanceof ConfigError) {
-    process.stderr.write(e.message + '\n');
-    return 2;
-  }
-  // UserError lives with the mount code (it loads the syscall bindings): loaded only here.
-  let UserError: (new (...a: never[]) => Error & { status: number }) | undefined;
-  try {
-    ({ UserError } = await import('../engine/mount.ts'));
-  } catch {
-    UserError = undefined;
-  }
-  if (UserError && e instanceof UserError) {
-    process.stderr.write(e.message + '\n');
-    return e.status;
-  }
-  const err = e as NodeJS.ErrnoException;
-  process.stderr.write(`layerfs: ${err?.message ?? String(e)}\n`);
-  if (process.env.LAYERFS_DEBUG) process.stderr.write(`${err?.stack}\n`);
-  return 1;
+  const f = await failureOf(e);
+  process.stderr.write(f.text);
+  if (f.unexpected && process.env.LAYERFS_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
+  return f.status;
 }

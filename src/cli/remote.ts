@@ -5,10 +5,11 @@
 // and exit status are what the same command prints and returns when run directly.
 
 import * as path from 'node:path';
-import { ConfigError, parseMountArgs, validateMountConfig } from '../config.ts';
+import { parseMountArgs, validateMountConfig } from '../config.ts';
 import type { EngineApi } from '../engine/server.ts';
-import { UserError, resolveMountpoint } from '../engine/mount.ts';
+import { resolveMountpoint } from '../engine/mount.ts';
 import { UsageError, parseCommandArgs } from './args.ts';
+import { failureOf } from './failure.ts';
 import type { Route } from './main.ts';
 import { mountWantsHelp } from './mount.ts';
 import { CONTAINER_WORDS, runContainerCommand } from './containers.ts';
@@ -51,9 +52,8 @@ export async function runForwarded(argv: string[], cwd: string, engine: EngineAp
       return { status: 0, stdout: '', stderr: '' };
     }
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ConfigError) return { status: 2, stdout: '', stderr: e.message + '\n' };
-    if (e instanceof UserError) return { status: e.status, stdout: '', stderr: e.message + '\n' };
-    return { status: 1, stdout: '', stderr: `layerfs: ${(e as Error).message ?? String(e)}\n` };
+    const f = await failureOf(e);
+    return { status: f.status, stdout: '', stderr: f.text };
   }
   return FALLBACK;
 }

@@ -114,7 +114,7 @@ async function warnIfStale(socket: string): Promise<void> {
   warned = true;
   try {
     const v = await call('GET', '/v1/version', undefined, socket);
-    const { codeId } = await import('./server.ts');
+    const { codeId } = await import('./isolate.ts');
     const mine = codeId();
     if (typeof v.body?.code === 'string' && v.body.code !== mine && mine !== 'src' && v.body.code !== 'src') {
       process.stderr.write(`layerfs: the engine (pid ${String(v.body.pid)}) runs other code than this command (${v.body.code}, not ${mine}): 'layerfs engine stop' lets the next command start the new one\n`);

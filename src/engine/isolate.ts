@@ -10,6 +10,7 @@
 // there is no file a worker can start, and such mounts are served on the main thread (logged).
 
 import { statfsSync } from 'node:fs';
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import type { MountConfig } from '../config.ts';
@@ -56,6 +57,12 @@ export function needsOwnThread(cfg: MountConfig): string | null {
 function bundleFile(): string | null {
   const here = fileURLToPath(import.meta.url);
   return /\/node_modules\/\.cache\/layerfs\/cli-[0-9a-f]{16}\.mjs$/.test(here) ? here : null;
+}
+
+/** Which build of the code runs: the bundle's name (its key hashes the sources), or 'src' under tsx. */
+export function codeId(): string {
+  const file = bundleFile();
+  return file ? basename(file) : 'src';
 }
 
 type FromWorker =

@@ -14,10 +14,11 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { MountConfig } from '../config.ts';
 import { log, setLogTarget } from '../log.ts';
-import { ROOT } from '../root.ts';
+import { packageVersion, ROOT } from '../root.ts';
 import * as sys from '../sys/index.ts';
 import { API_VERSION, ApiError, bool, dispatch, str, strList, type Route } from './api.ts';
 import { UserError } from './mount.ts';
+import { codeId } from './isolate.ts';
 import { MountTable, recoverDead } from './mounts.ts';
 import { containerRoutes, type ContainerApi } from './containers/routes.ts';
 import { enginePaths } from './paths.ts';
@@ -56,15 +57,9 @@ export interface EngineOptions {
   containers?: (deps: ContainerDeps) => ContainerApi;
 }
 
-/** Which build of the code runs: the bundle's name (its key hashes the sources), or 'src' under tsx. */
-export function codeId(): string {
-  const m = /\/(cli-[0-9a-f]{16}\.mjs)$/.exec(import.meta.url);
-  return m ? m[1]! : 'src';
-}
-
 function version(): string {
   try {
-    return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    return packageVersion();
   } catch {
     return 'unknown';
   }

@@ -12,14 +12,14 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { MountConfig } from '../config.ts';
-import { ContainerError, ContainerStore, type ContainerConfig, type ContainerState } from '../engine/containers/store.ts';
+import { ContainerError, ContainerStore, elapsed, type ContainerConfig, type ContainerState } from '../engine/containers/store.ts';
 import { LogWriter, readLog, type LogRecord } from '../engine/containers/logs.ts';
 import { log } from '../log.ts';
 import { applyImage, isStoredImage } from './image.ts';
 import { parseRunArgs, RunError, type RunOptions } from './options.ts';
 import { Launch, type RuntimeInfo } from './run.ts';
 import { inDir } from './detached.ts';
-import { processStart, reapDead } from './state.ts';
+import { parentPid, processStart, reapDead } from './state.ts';
 
 const SIGNALS = new Set(['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGKILL', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGSTOP', 'SIGCONT', 'SIGWINCH', 'SIGALRM', 'SIGPIPE']);
 
@@ -64,31 +64,12 @@ function absolutize(o: RunOptions, cwd: string): RunOptions {
 
 /** Whether `pid` descends from `ancestor` (strictly), following parent pids. */
 function descendantOf(pid: number, ancestor: number): boolean {
-  let p = pid;
-  for (let i = 0; i < 32; i++) {
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
-    } catch {
-      return false;
-    }
-    p = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  let p: number | null = pid;
+  for (let i = 0; i < 32 && p !== null && p > 1; i++) {
+    p = parentPid(p);
     if (p === ancestor) return true;
-    if (p <= 1) return false;
   }
   return false;
-}
-
-function ago(iso: string | null): string {
-  if (!iso) return '';
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  if (s < 60) return `${s} second${s === 1 ? '' : 's'}`;
-  const m = Math.round(s / 60);
-  if (m < 60) return `${m} minute${m === 1 ? '' : 's'}`;
-  const h = Math.round(m / 60);
-  if (h < 48) return `${h} hour${h === 1 ? '' : 's'}`;
-  const d = Math.round(h / 24);
-  return `${d} day${d === 1 ? '' : 's'}`;
 }
 
 export class Containers {
@@ -225,7 +206,8 @@ export class Containers {
     const done = launch.run();
     const live: Live = { launch, done, log: logw, stopping: false };
     this.live.set(id, live);
-    void done
+    // Its end recorded (and, with --rm, the container removed), also when it failed to start.
+    const ended = done
       .then(
         (code) => code,
         (e: Error) => {
@@ -239,7 +221,7 @@ export class Containers {
     try {
       live.runtime = await launch.started;
     } catch (e) {
-      await done.catch(() => undefined);
+      await ended;
       throw new ContainerError((e as Error).message.replace(/^layerfs run: /, ''), 500);
     }
     this.store.update(id, (s) => {
@@ -277,10 +259,6 @@ export class Containers {
     for (const w of this.waiters.get(id) ?? []) w(code);
     this.waiters.delete(id);
     log(`container ${id.slice(0, 12)} (${cfg.name}) exited with ${code}`);
-    if (cfg.autoRemove && !live.stopping) {
-      this.store.remove(id);
-      return;
-    }
     if (cfg.autoRemove) {
       this.store.remove(id);
       return;
@@ -472,7 +450,7 @@ export class Containers {
       }
       if (!all && s.status !== 'running') continue;
       const status =
-        s.status === 'running' ? `Up ${ago(s.startedAt)}` : s.status === 'exited' ? `Exited (${s.exitCode}) ${ago(s.finishedAt)} ago` : 'Created';
+        s.status === 'running' ? `Up ${elapsed(s.startedAt)}` : s.status === 'exited' ? `Exited (${s.exitCode}) ${elapsed(s.finishedAt)} ago` : 'Created';
       out.push({
         Id: id, Names: c.name, Image: c.image ?? `--lower ${(c.options as RunOptions).lowers.join(':')}`,
         Command: c.command.join(' '), CreatedAt: c.created, State: s.status, Status: status, ExitCode: s.exitCode,

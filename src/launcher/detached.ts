@@ -26,6 +26,18 @@ export function inDir<T>(cwd: string, f: () => T): T {
   }
 }
 
+/** This process' environment, for -e KEY and --env-file's bare KEYs (the engine has its own). */
+function callerEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+/** The engine's one line for a refused request, without its `layerfs: ` (run says `layerfs run: `). */
+function messageOf(a: { http: number; body: Record<string, unknown> | null }): string {
+  return String(a.body?.message ?? `the engine answered HTTP ${a.http}`).replace(/^layerfs: /, '');
+}
+
 async function createAndStart(api: ContainerApi, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Answer> {
   let id: string;
   try {
@@ -35,12 +47,10 @@ async function createAndStart(api: ContainerApi, args: readonly string[], cwd: s
     throw e;
   }
   try {
+    // docker: a container that fails to start stays, unless --rm (the engine then removed it).
     await api.start(id);
   } catch (e) {
     if (!(e instanceof ContainerError)) throw e;
-    // docker: a container that fails to start stays (created), unless --rm.
-    const rm = (api.inspect(id) as { HostConfig: { AutoRemove: boolean } }).HostConfig.AutoRemove;
-    if (rm) await api.remove(id, true).catch(() => undefined);
     return { status: 125, stdout: '', stderr: `layerfs run: ${e.message}\n` };
   }
   return { status: 0, stdout: `${id}\n`, stderr: '' };
@@ -75,8 +85,7 @@ export async function detachedRunInEngine(args: readonly string[], cwd: string, 
  */
 export async function registerForeground(args: readonly string[], image?: string): Promise<{ id: string; attach(rt: RuntimeInfo): Promise<void>; remove(): Promise<void> } | null> {
   const client = await import('../engine/client.ts');
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  const env = callerEnv();
   let made: Awaited<ReturnType<typeof client.call>>;
   try {
     await client.ensureEngine();
@@ -85,7 +94,7 @@ export async function registerForeground(args: readonly string[], image?: string
     // No engine this user may talk to (a --rootfs run needs none): the run goes on, unlisted.
     return null;
   }
-  if (made.http === 409) throw new RunError(`layerfs run: ${String(made.body?.message ?? 'the name is in use').replace(/^layerfs: /, '')}`);
+  if (made.http === 409) throw new RunError(`layerfs run: ${messageOf(made)}`);
   if (made.http !== 201) return null; // the engine cannot keep a record (its store): unlisted, as before
   const id = String(made.body?.Id);
   return {
@@ -103,19 +112,16 @@ export async function registerForeground(args: readonly string[], image?: string
 export async function runDetached(args: readonly string[]): Promise<number> {
   const client = await import('../engine/client.ts');
   await client.ensureEngine();
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  const made = await client.call('POST', '/v1/containers', { args, cwd: process.cwd(), env });
+  const made = await client.call('POST', '/v1/containers', { args, cwd: process.cwd(), env: callerEnv() });
   if (made.http !== 201) {
-    process.stderr.write(`layerfs run: ${String(made.body?.message ?? `the engine answered HTTP ${made.http}`).replace(/^layerfs: /, '')}\n`);
+    process.stderr.write(`layerfs run: ${messageOf(made)}\n`);
     return 125;
   }
   const id = String(made.body?.Id);
+  // A failed start leaves the container (docker's rule), unless --rm: the engine removed it.
   const started = await client.call('POST', `/v1/containers/${id}/start`);
   if (started.http !== 204) {
-    process.stderr.write(`layerfs run: ${String(started.body?.message ?? `the engine answered HTTP ${started.http}`).replace(/^layerfs: /, '')}\n`);
-    const info = await client.call('GET', `/v1/containers/${id}`);
-    if ((info.body?.HostConfig as { AutoRemove?: boolean } | undefined)?.AutoRemove) await client.call('DELETE', `/v1/containers/${id}?force=true`);
+    process.stderr.write(`layerfs run: ${messageOf(started)}\n`);
     return 125;
   }
   process.stdout.write(`${id}\n`);

@@ -33,7 +33,7 @@ import { CTL_IN_FD, STAGE2_ENV, STDERR_FD, type Stage2Config, type Stage2Volume 
 import { compileProfile, defaultProfile, MAX_PROFILE_BYTES, parseProfile, SeccompError, specToWire, type SeccompWire } from './seccomp.ts';
 import { CAPS, capabilitySet, containerDevices } from './security.ts';
 import { allocateIds, mapsId, mapText, mappingOption, type Allocation, type IdMaps } from './userns.ts';
-import { cleanupRun, reapDead, RunRecord } from './state.ts';
+import { cleanupRun, parentPid, reapDead, RunRecord } from './state.ts';
 import { openPtyMaster, relay } from './tty.ts';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -95,13 +95,7 @@ function childOf(pid: number): number | null {
     /* no such file: fall through */
   }
   for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) return Number(d);
-    } catch {
-      /* gone */
-    }
+    if (/^\d+$/.test(d) && parentPid(Number(d)) === pid) return Number(d);
   }
   return null;
 }

@@ -33,13 +33,25 @@ export function runDir(): string {
   return process.env.LAYERFS_RUN_DIR || path.join(stateDir(), 'run');
 }
 
-export function processStart(pid: number): string | null {
+/** The fields of /proc/PID/stat after the command name (state first), or null when it is gone. */
+function statFields(pid: number): string[] | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
+}
+
+/** Its start time (field 22), which tells a process from a later one with the same pid. */
+export function processStart(pid: number): string | null {
+  return statFields(pid)?.[19] ?? null;
+}
+
+/** Its parent's pid, or null when it is gone. */
+export function parentPid(pid: number): number | null {
+  const f = statFields(pid);
+  return f ? Number(f[1]) : null;
 }
 
 export class RunRecord {

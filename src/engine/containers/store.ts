@@ -238,6 +238,19 @@ export class ContainerStore {
   }
 }
 
+/** How long ago `iso` was, as docker's ps words it: "5 seconds", "3 minutes", "2 hours", "4 days". */
+export function elapsed(iso: string | null): string {
+  if (!iso) return '';
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s} second${s === 1 ? '' : 's'}`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} minute${m === 1 ? '' : 's'}`;
+  const h = Math.round(m / 60);
+  if (h < 48) return `${h} hour${h === 1 ? '' : 's'}`;
+  const d = Math.round(h / 24);
+  return `${d} day${d === 1 ? '' : 's'}`;
+}
+
 // Our own word lists for names like docker's (adjective_noun): nothing to do with docker's.
 const ADJECTIVES = [
   'amber', 'brave', 'calm', 'crisp', 'dapper', 'eager', 'fair', 'gentle', 'hardy', 'jolly', 'keen', 'lucid', 'merry',
