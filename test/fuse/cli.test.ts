@@ -201,8 +201,11 @@ test('mount(8) form: mount -t fuse.layerfs SOURCE MNT -o rw,lowerdir=...,dev,sui
 
 test('the installed command works with an empty environment (as mount.fuse3 runs it)', async (t) => {
   const d = layers(t);
+  // Nothing but the engine's directory: otherwise it would start root's default engine, which
+  // would outlive the test.
+  const eng = privateEngine(t);
   willUnmount(t, d.mnt);
-  const r = await run('env', ['-i', '/usr/local/bin/layerfs', 'src', d.mnt, '-o', `rw,lowerdir=${d.l1},dev,suid,lazytime`], { viaFiles: true });
+  const r = await run('env', ['-i', `LAYERFS_ENGINE_DIR=${eng}`, '/usr/local/bin/layerfs', 'src', d.mnt, '-o', `rw,lowerdir=${d.l1},dev,suid,lazytime`], { viaFiles: true });
   t.is(r.code, 0, r.stderr);
   t.deepEqual(fs.readdirSync(d.mnt), ['top']);
 });

@@ -6,8 +6,7 @@ import type { ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run, type RunResult } from './exec.ts';
-import { layerfsBin, makeTmp, mountsUnder, readMountinfo } from './mounts.ts';
-import { processAlive } from '../../src/engine/mount.ts';
+import { layerfsBin, makeTmp, mountsUnder, readMountinfo, stopEngineIn } from './mounts.ts';
 
 /** What `podman run` needs on this machine (README, podman). */
 export const RUN_OPTS = ['--network', 'none', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768'];
@@ -133,7 +132,7 @@ export function pod(t: ExecutionContext, opts: PodOptions = {}): Pod {
       const r = await podman(['rm', '-af', '-t', '0'], 60_000);
       if (r.code === 0) break;
     }
-    await stopEngine(engineDir);
+    await stopEngineIn(engineDir);
   });
   return p;
 }
@@ -181,21 +180,6 @@ export function daemons(p: Pod): Daemon[] {
     }
   }
   return all;
-}
-
-/** The engine of `engineDir` (its pid is in engine.lock), stopped: unmounting what it serves. */
-export async function stopEngine(engineDir: string): Promise<void> {
-  let pid = 0;
-  try {
-    pid = Number(fs.readFileSync(path.join(engineDir, 'engine.lock'), 'utf8').trim());
-  } catch {
-    return;
-  }
-  if (!pid || !processAlive(pid) || !cmdline(pid).includes('engine run')) return;
-  process.kill(pid, 'SIGTERM');
-  const until = Date.now() + 15_000;
-  while (processAlive(pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  if (processAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 /**
