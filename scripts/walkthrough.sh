@@ -9,14 +9,18 @@
 # one, in one shell (an `export` in the text holds for the commands after it), with no `set -e`,
 # `-u` or `pipefail` around them, and in an environment that holds nothing the text does not set
 # itself except what it asks the reader to have: HOME, and `layerfs` on the PATH (the checkout's
-# bin/ first, as `export PATH=$PWD/bin:$PATH` in the checkout would do).
+# bin/ first, as `export PATH=$PWD/bin:$PATH` in the checkout would do); and LAYERFS_ENGINE_DIR
+# when the caller has one (where the engine lives).
 #
 # Each `==> NAME` line starts one of the page's console blocks; test/walkthrough.test.ts checks
 # that the page shows exactly what this prints (up to durations and digests).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${1:-}" != --clean-env ]; then
+  # Where the engine lives is the machine's, not the text's: a caller's LAYERFS_ENGINE_DIR (the
+  # test suite's engine) is kept, so that the walk-through does not leave another engine running.
   exec env -i HOME="${HOME:-/root}" PATH="$repo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    ${LAYERFS_ENGINE_DIR:+LAYERFS_ENGINE_DIR="$LAYERFS_ENGINE_DIR"} \
     bash "$repo/scripts/walkthrough.sh" --clean-env
 fi
 W=$(mktemp -d /tmp/layerfs-walk.XXXXXX)
